@@ -1,0 +1,16 @@
+"""Entry point of the ``flatnas-bench`` console script: imports every command module, then runs the app."""
+
+from __future__ import annotations
+
+from cli import info  # noqa: F401  (each import registers its commands on the app)
+from cli.app import app
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""Shared test fixtures. The real data lives outside the project, in ``../shared/data`` (or wherever
+``FLATNAS_SHARED_DATA`` points); tests that need it take the ``shared_data`` fixture and skip with a
+reason where it is absent, so a user's fresh clone still passes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """Where the real data is: ``$FLATNAS_SHARED_DATA`` or ``<project>/../shared/data``."""
+    return Path(os.environ.get("FLATNAS_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def require_shared(*parts: str) -> Path:
+    """The path ``shared_data_dir()/parts...``, or skip the calling test with a reason."""
+    path = shared_data_dir().joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not found at {path} (set FLATNAS_SHARED_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    return require_shared()
+
+
+@pytest.fixture(scope="session")
+def nb201_csv() -> Path:
+    return require_shared("nb201", "nb201_accuracy.csv")
