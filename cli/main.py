@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from cli import info  # noqa: F401  (each import registers its commands on the app)
+from cli import (
+    bench,  # noqa: F401
+    corrupt,  # noqa: F401
+    info,  # noqa: F401  (each import registers its commands on the app)
+    search,  # noqa: F401
+    surrogate,  # noqa: F401
+    table,  # noqa: F401
+)
 from cli.app import app
 
 __all__ = ["app", "main"]

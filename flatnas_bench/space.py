@@ -7,7 +7,9 @@ A cell is a DAG on 4 nodes; node j sums ``op_ij(node_i)`` over i < j and node 3 
 * edge order: 0->1, 0->2, 1->2, 0->3, 1->3, 2->3;
 * string: ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``.
 
->>> a = Arch.from_str("|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|none~0|nor_conv_3x3~1|avg_pool_3x3~2|")
+>>> a = Arch.from_str(
+...     "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|none~0|nor_conv_3x3~1|avg_pool_3x3~2|"
+... )
 >>> a.ops
 (3, 3, 4, 0, 3, 4)
 >>> Arch.from_ops(a.ops) == a
@@ -17,6 +19,7 @@ True
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -110,6 +113,10 @@ class Arch:
 
         This is *not* the NB201 benchmark index, which comes from the benchmark's meta file.
         """
+        try:
+            ordinal = operator.index(ordinal)  # accepts numpy integers, rejects floats
+        except TypeError as exc:
+            raise ArchError(f"ordinal {ordinal!r} is not an integer") from exc
         if not 0 <= ordinal < NUM_ARCHS:
             raise ArchError(f"ordinal {ordinal} outside 0..{NUM_ARCHS - 1}")
         digits = []
@@ -164,7 +171,7 @@ class Arch:
         for k in range(NUM_EDGES):
             for op in range(NUM_OPS):
                 if op != self.ops[k]:
-                    out.append(Arch(self.ops[:k] + (op,) + self.ops[k + 1 :]))
+                    out.append(Arch((*self.ops[:k], op, *self.ops[k + 1 :])))
         return out
 
 

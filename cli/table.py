@@ -1,0 +1,91 @@
+"""``flatnas-bench table show|export``: look at or export a benchmark table written by ``bench``.
+
+    flatnas-bench table show runs/proxy.sqlite --sort val_acc --limit 10
+    flatnas-bench table export runs/proxy.sqlite runs/proxy.parquet
+
+Both only read the table, so they are safe while a bench run is writing it.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from cli.app import command
+from flatnas_bench.errors import ConfigError, TableError
+from flatnas_bench.store import ResultStore
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SHOWN = [
+    "arch",
+    "seed",
+    "val_acc",
+    "test_acc",
+    "flatness_r",
+    "loss_sharpness",
+    "params_m",
+    "flops_m",
+    "error",
+]
+
+
+class Action(str, Enum):
+    show = "show"
+    export = "export"
+
+
+def show_frame(store: ResultStore, protocol: str | None, sort: str | None, limit: int | None) -> pd.DataFrame:
+    """The rows ``table show`` prints: key metrics of one protocol (or all), sorted descending by ``sort``."""
+    protocol_hash = store.resolve_protocol(protocol)[0] if protocol else None
+    frame = store.to_frame(protocol_hash)
+    if sort is not None:
+        if sort not in frame.columns:
+            raise ConfigError(f"cannot sort by {sort!r}; columns: {', '.join(frame.columns)}")
+        frame = frame.sort_values(sort, ascending=False, kind="stable", na_position="last")
+    columns = [c for c in SHOWN if c in frame.columns]
+    if sort is not None and sort not in columns:
+        columns.append(sort)
+    if protocol_hash is None and frame["protocol_hash"].nunique() > 1:
+        columns.insert(1, "protocol")
+    return frame[columns].head(limit) if limit else frame[columns]
+
+
+@command("table")
+def table(
+    action: Annotated[Action, typer.Argument(help="show: print rows; export: write CSV or Parquet.")],
+    path: Annotated[Path, typer.Argument(help="SQLite table written by flatnas-bench bench.")],
+    out: Annotated[Path | None, typer.Argument(help="export: OUT.csv or OUT.parquet.")] = None,
+    sort: Annotated[str | None, typer.Option("--sort", help="show: column to sort by, descending.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="show: at most this many rows.", min=1)] = None,
+    protocol: Annotated[
+        str | None, typer.Option("--protocol", help="Only this protocol (name or hash prefix).")
+    ] = None,
+) -> None:
+    """Show a benchmark table's rows and protocols, or export it to CSV/Parquet."""
+    with ResultStore(path, readonly=True) as store:
+        if action is Action.export:
+            if out is None:
+                raise ConfigError("table export needs an output file: table export T.sqlite OUT.csv")
+            protocol_hash = store.resolve_protocol(protocol)[0] if protocol else None
+            typer.echo(f"wrote {store.export(out, protocol_hash)} rows to {out}")
+        elif out is not None:
+            raise ConfigError(f"table show takes no output file (got {out}); did you mean table export?")
+        else:
+            _show(store, protocol, sort, limit)
+
+
+def _show(store: ResultStore, protocol: str | None, sort: str | None, limit: int | None) -> None:
+    protocols = store.protocols()
+    if protocols.empty:
+        raise TableError(f"{store.path} holds no results yet")
+    for row in protocols.itertuples():
+        typer.echo(f"protocol {row.name} {row.hash}: {row.rows} rows (dataset {row.card.get('dataset')})")
+    counts = store.counts()
+    typer.echo(f"{counts['rows']} rows: {counts['ok']} ok, {counts['failed']} failed")
+    frame = show_frame(store, protocol, sort, limit)
+    typer.echo(frame.to_string(index=False, max_colwidth=100, float_format=lambda v: f"{v:.4g}"))

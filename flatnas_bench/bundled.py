@@ -1,0 +1,51 @@
+"""The benchmark table and surrogate this project measured itself, shipped inside the package.
+
+They make ``flatnas-bench search`` and ``flatnas-bench query ARCH`` work on a fresh install with no data
+and no GPU. Provenance (protocol card, the command that reproduces them, hardware, wall time) is in
+``bundled/PROVENANCE.md``.
+
+>>> from flatnas_bench.bundled import load_bundled_table
+>>> len(load_bundled_table()) >= 500  # doctest: +SKIP
+True
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flatnas_bench.errors import ModelFileError, TableError
+
+BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
+TABLE_FILE = "proxy_cifar10.csv"
+SURROGATE_DIR = "surrogate"
+ARCH_FILE = "archs.txt"
+
+
+def bundled_table_path() -> Path:
+    """Path of the bundled benchmark table (CSV, one row per measured canonical arch and seed)."""
+    path = BUNDLED_DIR / TABLE_FILE
+    if not path.is_file():
+        raise TableError(f"the bundled benchmark table is missing from this install: {path}")
+    return path
+
+
+def bundled_surrogate_dir() -> Path:
+    """Directory of the bundled surrogate (XGBoost JSON models plus metadata)."""
+    path = BUNDLED_DIR / SURROGATE_DIR
+    if not path.is_dir():
+        raise ModelFileError(
+            f"the bundled surrogate is missing from this install: {path}; pass --surrogate DIR"
+        )
+    return path
+
+
+def bundled_arch_file() -> Path:
+    """The arch list the bundled benchmark was measured on (one NB201 string per line)."""
+    return BUNDLED_DIR / ARCH_FILE
+
+
+def load_bundled_table():  # -> BenchTable (imported lazily: table readers pull in pandas)
+    """The bundled table as a :class:`~flatnas_bench.table.BenchTable`."""
+    from flatnas_bench.table import load_table
+
+    return load_table(bundled_table_path())
