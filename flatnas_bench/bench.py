@@ -1,0 +1,304 @@
+"""The bench driver: measure a list of archs under one protocol into a durable table, resumably.
+
+:func:`run_bench` canonicalises the archs (isomorphic cells are one candidate), drops the
+``(arch, seed)`` pairs the table already holds, fans the rest out over an executor, and commits each result
+row the moment it arrives, from this process only. Kill it at any point and run the same call again: it
+picks up where the table stops, never duplicating a row. A live display shows done / failed / in flight,
+the ETA and the arch being trained.
+
+>>> from flatnas_bench.space import sample_archs
+>>> data = "../shared/data/cifar10/cifar10-jpeg.tar.gz"
+>>> summary = run_bench(sample_archs(20, seed=0, unique=True), "proxy", "runs/proxy.sqlite", data,
+...                     executor="local", workers=2)  # doctest: +SKIP
+>>> summary.done, summary.failed, summary.skipped  # doctest: +SKIP
+(20, 0, 0)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterable, Sequence
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flatnas_bench.errors import ArchError, ConfigError, DataError
+from flatnas_bench.executors import Executor, RunContext, get_executor
+from flatnas_bench.protocol import Protocol, get_protocol
+from flatnas_bench.space import ArchLike, as_arch
+from flatnas_bench.store import ResultStore
+
+
+@dataclass(frozen=True)
+class BenchSummary:
+    """What one :func:`run_bench` call did. ``jobs`` counts distinct ``(canonical arch, seed)`` pairs asked
+    for, ``isomorphs`` the input archs dropped as isomorphic duplicates, ``skipped`` the pairs already in the
+    table, ``done``/``failed`` the rows this call committed, ``seconds`` its wall time."""
+
+    table: Path
+    protocol: str
+    protocol_hash: str
+    executor: str
+    jobs: int
+    isomorphs: int
+    skipped: int
+    done: int
+    failed: int
+    seconds: float
+
+    def line(self) -> str:
+        """A one-line report, e.g. for the CLI."""
+        return (
+            f"{self.done} done, {self.failed} failed, {self.skipped} already in {self.table} "
+            f"({self.jobs} jobs, {self.isomorphs} isomorphic duplicates dropped; protocol {self.protocol} "
+            f"{self.protocol_hash}; {self.executor}; {self.seconds:.1f} s)"
+        )
+
+
+def parse_settings(settings: Iterable[str]) -> dict[str, Any]:
+    """``["epochs=1", "sam=none", "lr=0.05"]`` -> ``{"epochs": 1, "sam": "none", "lr": 0.05}``.
+
+    Values are read as JSON where they parse (numbers, true/false, null) and as text otherwise; the
+    protocol then checks names and types.
+    """
+    out: dict[str, Any] = {}
+    for item in settings:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"setting {item!r} is not key=value (e.g. epochs=1)")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        out[key.strip()] = value
+    return out
+
+
+def resolve_protocol(protocol: Protocol | str, overrides: dict[str, Any] | None = None) -> Protocol:
+    """A registered protocol by name (or a :class:`Protocol` as is) with ``overrides`` applied.
+
+    An override's value is converted to the field's type (``"1"`` -> 1 for an int field, ``1`` -> 1.0 for
+    a float field); a value of the wrong kind raises :class:`ConfigError` naming the field.
+    """
+    base = get_protocol(protocol) if isinstance(protocol, str) else protocol
+    if not overrides:
+        return base
+    typed = {key: _coerce(key, value, getattr(base, key, None)) for key, value in overrides.items()}
+    return base.replace(**typed)  # unknown names raise ConfigError listing the known ones
+
+
+def _coerce(key: str, value: Any, current: Any) -> Any:
+    """``value`` as the type of the field's ``current`` value (an int is a valid float, anything a str)."""
+    if current is None or (type(value) is type(current)):
+        return value
+    if isinstance(current, float) and type(value) is int:
+        return float(value)
+    if isinstance(current, str) and value is not None:
+        return str(value)
+    raise ConfigError(f"protocol setting {key}={value!r} must be {type(current).__name__}")
+
+
+def unique_archs(archs: Iterable[ArchLike]) -> tuple[list[str], int]:
+    """(canonical arch strings in first-seen order, number of inputs dropped as isomorphic duplicates)."""
+    seen: dict[str, None] = {}
+    total = 0
+    for arch in archs:
+        total += 1
+        seen.setdefault(str(as_arch(arch).canonical()), None)
+    return list(seen), total - len(seen)
+
+
+def read_arch_file(path: str | os.PathLike[str]) -> list[str]:
+    """Arch strings from a text file, one per line; blank lines and ``#`` comments are skipped."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read arch file {path}: {exc.strerror}") from None
+    archs = [line.split("#", 1)[0].strip() for line in lines]
+    archs = [a for a in archs if a]
+    if not archs:
+        raise ConfigError(f"arch file {path} lists no archs")
+    for number, arch in enumerate(archs, start=1):
+        try:
+            as_arch(arch)
+        except ArchError as exc:
+            raise ConfigError(f"{path}, arch {number}: {exc}") from None
+    return archs
+
+
+def corruption_set_for(
+    protocol: Protocol, data_path: str | os.PathLike[str], corruptions: str | os.PathLike[str] | None
+) -> Any:
+    """The corruption set every worker evaluates, or None when ``protocol.corruption_subset`` is 0.
+
+    From ``corruptions`` (an official CIFAR-C directory, whose first images are in test-set order) when
+    given; otherwise the 15 benchmark corruptions x 5 severities (seed 0) of ``corruption_subset``
+    class-balanced test images, generated once and cached in the official layout under the data cache
+    directory. (Folder layouts list the test set class by class, so its first images would be one class.)
+    """
+    subset = protocol.corruption_subset
+    if subset <= 0:
+        return None
+    from flatnas_bench.robustness import load_cifar_c
+
+    if corruptions is not None:
+        return load_cifar_c(corruptions, subset=subset)
+    from flatnas_bench.corruptions import BENCHMARK_CORRUPTIONS, write_corruption_set
+    from flatnas_bench.data import cache_dir, load_images
+
+    test = load_images(data_path, protocol.dataset).test
+    if subset > len(test):
+        raise DataError(f"corruption_subset {subset} exceeds the {len(test)} {protocol.dataset} test images")
+    pick = balanced_subset(test.y, subset)
+    x, y = test.x[pick], test.y[pick]
+    digest = hashlib.sha256(np.ascontiguousarray(x).tobytes() + y.tobytes()).hexdigest()[:16]
+    folder = cache_dir() / "corruptions" / f"{protocol.dataset}-{subset}-{digest}"
+    write_corruption_set(x, y, folder, BENCHMARK_CORRUPTIONS, seed=0)  # keeps what an earlier run wrote
+    return load_cifar_c(folder, BENCHMARK_CORRUPTIONS, subset=subset)
+
+
+def balanced_subset(labels: np.ndarray, n: int) -> np.ndarray:
+    """Indices of ``n`` images dealt round-robin over the classes (the first of each class, then the second
+    ...), in ascending order: deterministic and class-balanced to within one image.
+
+    >>> balanced_subset(np.array([0, 0, 0, 1, 1, 2]), 4).tolist()
+    [0, 1, 3, 5]
+    """
+    labels = np.asarray(labels)
+    rank = np.empty(len(labels), np.int64)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        rank[members] = np.arange(len(members))
+    return np.sort(np.lexsort((labels, rank))[:n])
+
+
+class _Display:
+    """The live progress display (rich): done / failed / in flight, ETA and the arch last started."""
+
+    def __init__(self, total: int, title: str, enabled: bool) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        console = Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("ok {task.fields[ok]} · failed {task.fields[failed]} · in flight {task.fields[busy]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[current]}"),
+            console=console,
+            disable=not (enabled and console.is_terminal),  # a log file gets the summary line instead
+        )
+        self.counts = {"ok": 0, "failed": 0, "busy": 0}
+        self.task = self.progress.add_task(title, total=total, current="", **self.counts)
+
+    def started(self, job: Any) -> None:
+        self.counts["busy"] += 1
+        self.progress.update(self.task, current=job.arch, **self.counts)
+
+    def finished(self, row: dict[str, Any]) -> None:
+        self.counts["busy"] -= 1
+        self.counts["failed" if row.get("error") else "ok"] += 1
+        self.progress.update(self.task, advance=1, **self.counts)
+
+    def __enter__(self) -> _Display:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+
+def run_bench(
+    archs: Iterable[ArchLike],
+    protocol: Protocol | str,
+    table_path: str | os.PathLike[str],
+    data_path: str | os.PathLike[str],
+    executor: Executor | str = "serial",
+    seeds: Sequence[int] = (0,),
+    workers: int | None = None,
+    retry_failed: bool = False,
+    progress: bool = True,
+    *,
+    corruptions: str | os.PathLike[str] | None = None,
+    device: str | None = None,
+    threads: int | None = None,
+    workers_per_gpu: int | None = None,
+) -> BenchSummary:
+    """Measure ``archs`` x ``seeds`` under ``protocol`` into the SQLite table at ``table_path``; resumable.
+
+    ``protocol`` is a :class:`Protocol` or a registered name; ``data_path`` any layout
+    :func:`flatnas_bench.data.load_images` reads. ``executor`` is a name from
+    :func:`~flatnas_bench.executors.list_executors` (built with ``workers``, ``device``, ``threads``,
+    ``workers_per_gpu``) or a ready :class:`Executor`. Pairs already stored are skipped, failed ones too
+    unless ``retry_failed``. ``corruptions`` is an official CIFAR-C directory, used when the protocol's
+    ``corruption_subset`` > 0 (otherwise corruptions are generated once and cached). Every result is
+    committed as it arrives; a KeyboardInterrupt or a kill loses only the candidates in flight.
+    """
+    from flatnas_bench.candidate import CandidateJob
+    from flatnas_bench.data import load_images
+
+    start = time.perf_counter()
+    protocol = resolve_protocol(protocol)
+    seeds = [int(s) for s in dict.fromkeys(seeds)]
+    if not seeds:
+        raise ConfigError("no seeds given")
+    canonical, isomorphs = unique_archs(archs)
+    if not canonical:
+        raise ConfigError("no archs given")
+    if isinstance(executor, str):
+        executor = get_executor(
+            executor, device=device, threads=threads, workers=workers, workers_per_gpu=workers_per_gpu
+        )
+    load_images(data_path, protocol.dataset)  # checks the path, and decodes + caches once before workers read
+    with ResultStore(table_path) as store:
+        store.add_protocol(protocol)
+        done = store.done_keys(protocol.hash, include_failed=not retry_failed)
+        todo = [(a, s) for a in canonical for s in seeds if (a, s) not in done]
+        jobs = [CandidateJob(a, protocol, s) for a, s in todo]
+        counts = {"ok": 0, "failed": 0}
+        if jobs:
+            context = RunContext(
+                protocol,
+                data_path=str(data_path),
+                corruption_set=corruption_set_for(protocol, data_path, corruptions),
+            )
+            title = f"{protocol.name} {protocol.hash} on {executor.describe()}"
+            # closing() stops the workers even when the driver is interrupted
+            with (
+                _Display(len(jobs), title, progress) as display,
+                closing(executor.run(jobs, context, on_start=display.started)) as results,
+            ):
+                for row in results:
+                    store.add(row)
+                    counts["failed" if row.get("error") else "ok"] += 1
+                    display.finished(row)
+    return BenchSummary(
+        table=Path(table_path),
+        protocol=protocol.name,
+        protocol_hash=protocol.hash,
+        executor=executor.describe(),
+        jobs=len(canonical) * len(seeds),
+        isomorphs=isomorphs,
+        skipped=len(canonical) * len(seeds) - len(jobs),
+        done=counts["ok"],
+        failed=counts["failed"],
+        seconds=time.perf_counter() - start,
+    )

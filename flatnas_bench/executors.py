@@ -1,0 +1,436 @@
+"""Executors: where candidate jobs run. Workers train and measure; they return result rows; the driver writes.
+
+Every executor has the same interface, ``executor.run(jobs, context, on_start=None)``, an iterator over
+result rows in the order they complete, and keeps its dataset resident per worker (decoded, split and on
+the device once, then reused by every job that worker runs):
+
+* ``serial``: in the driver process, one job after another (the default on CPU; the easiest to debug);
+* ``local``: spawned worker processes on this machine, ``workers_per_gpu`` per GPU (each pinned to its
+  device index) or ``workers`` on CPU with ``threads`` torch threads each;
+* ``ray``: Ray actors (``pip install 'flatnas-bench[ray]'``), each holding ``1/workers_per_gpu`` of a GPU
+  or ``threads`` CPUs; connects to ``$RAY_ADDRESS`` when set, else starts a local Ray instance.
+
+A job that raises comes back as a failed row carrying the one-line reason, so one bad candidate never stops
+a run; a worker that dies (killed, out of memory) stops the run, which resumes from the table.
+
+>>> from flatnas_bench.candidate import CandidateJob
+>>> from flatnas_bench.protocol import get_protocol
+>>> proxy = get_protocol("proxy")
+>>> context = RunContext(proxy, data_path="../shared/data/cifar10/cifar10-jpeg.tar.gz")  # doctest: +SKIP
+>>> jobs = [CandidateJob(arch, proxy, seed=0) for arch in archs]                        # doctest: +SKIP
+>>> for row in get_executor("local", workers=2).run(jobs, context): print(row["val_acc"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from flatnas_bench.errors import ConfigError
+from flatnas_bench.protocol import Protocol
+
+if TYPE_CHECKING:
+    from flatnas_bench.candidate import CandidateJob
+    from flatnas_bench.data import Splits
+
+OnStart = Callable[["CandidateJob"], None]
+Rows = Generator[dict[str, Any], None, None]  # result rows in completion order; close() stops the workers
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every worker needs besides its jobs: the protocol, where its data is, the corruption set.
+
+    ``data_path`` is read by each worker through the decoded-dataset cache (warm it first in the driver,
+    as :func:`flatnas_bench.bench.run_bench` does); ``splits``, when given, is used instead (Ray ships it
+    through its object store, so cluster nodes need no shared file system). ``corruption_set`` is a
+    :class:`~flatnas_bench.robustness.CorruptionSet` or None.
+    """
+
+    protocol: Protocol
+    data_path: str | None = None
+    splits: Splits | None = None
+    corruption_set: Any = None
+
+    def __post_init__(self) -> None:
+        if self.data_path is None and self.splits is None:
+            raise ConfigError("a run context needs data_path or splits")
+
+
+class Worker:
+    """One worker's resident state: the protocol's data on ``device``; runs jobs into result rows.
+
+    Built once per worker (in the driver for ``serial``, in each process for ``local``, in each actor for
+    ``ray``). ``threads`` sets torch's intra-op CPU threads for this process (None leaves it as is).
+    """
+
+    def __init__(self, context: RunContext, device: str = "cpu", threads: int | None = None) -> None:
+        import torch
+
+        from flatnas_bench.data import DeviceData
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.context = context
+        self.device = device
+        if context.splits is None:
+            self.data = DeviceData.for_protocol(context.data_path, context.protocol, device)
+        else:
+            self.data = DeviceData(context.splits, device, resolution=context.protocol.resolution)
+            self.data.key = DeviceData.protocol_key(context.protocol)  # lets evaluate_candidate check it
+
+    def run(self, job: CandidateJob) -> dict[str, Any]:
+        """Train and measure ``job``; an exception becomes a failed row naming it (the run goes on)."""
+        from flatnas_bench.candidate import evaluate_candidate
+
+        if job.protocol.hash != self.context.protocol.hash:
+            raise ConfigError(
+                f"job protocol {job.protocol.hash} is not the run's {self.context.protocol.hash}"
+            )
+        try:
+            return evaluate_candidate(job, data=self.data, corruption_set=self.context.corruption_set)
+        except Exception as exc:  # a bug or resource error in one candidate must not stop the run
+            return failed_row(job, exc, self.device)
+
+
+def failed_row(job: CandidateJob, exc: BaseException, device: str) -> dict[str, Any]:
+    """The result row of a job whose evaluation raised: keys and provenance set, ``error`` = the exception
+    type and the first line of its message, every metric None."""
+    import flatnas_bench
+    from flatnas_bench.candidate import ROW_KEYS
+
+    message = str(exc).splitlines()[0] if str(exc) else ""
+    row: dict[str, Any] = dict.fromkeys(ROW_KEYS)
+    row.update(
+        arch=job.arch,
+        protocol=job.protocol.name,
+        protocol_hash=job.protocol.hash,
+        seed=job.seed,
+        device=device,
+        version=flatnas_bench.__version__,
+        error=f"{type(exc).__name__}: {message}" if message else type(exc).__name__,
+    )
+    return row
+
+
+class Executor:
+    """Base of the executors: ``run(jobs, context, on_start)`` yields result rows as jobs complete.
+
+    ``on_start(job)`` is called in the driver when a job is handed to a worker (progress displays use it).
+    ``slots`` is how many jobs run at once.
+    """
+
+    name = "base"
+    slots = 1
+
+    def run(self, jobs: Sequence[CandidateJob], context: RunContext, on_start: OnStart | None = None) -> Rows:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """One line for logs: the executor and its workers."""
+        return f"{self.name} x{self.slots}"
+
+
+_REGISTRY: dict[str, type[Executor]] = {}
+
+
+def register_executor(cls: type[Executor]) -> type[Executor]:
+    """Class decorator: register an executor under its ``name``."""
+    if cls.name in _REGISTRY:
+        raise ConfigError(f"executor {cls.name!r} registered twice")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def list_executors() -> list[str]:
+    """Registered executor names, in registration order."""
+    return list(_REGISTRY)
+
+
+def get_executor(name: str, **options: Any) -> Executor:
+    """The executor ``name`` built with ``options``, e.g. ``get_executor("local", workers=4, threads=1)``.
+
+    Options every executor takes: ``device`` ("cpu", "cuda", "cuda:1"; default: CUDA when available),
+    ``threads`` (torch CPU threads per worker). ``local`` and ``ray`` also take ``workers`` (how many run
+    at once) and ``workers_per_gpu``. Options set to None are ignored (their defaults apply).
+    """
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown executor {name!r}; known: {', '.join(list_executors())}")
+    options = {k: v for k, v in options.items() if v is not None}
+    try:
+        return _REGISTRY[name](**options)
+    except TypeError as exc:
+        raise ConfigError(f"executor {name!r}: {exc}") from None
+
+
+def default_device() -> str:
+    """``"cuda"`` when a GPU is visible, else ``"cpu"``."""
+    import torch  # here, so listing executors (the CLI's choices) stays cheap
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _cpu_count() -> int:
+    """CPUs this process may use (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _check_positive(name: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise ConfigError(f"{name} must be >= 1, got {value}")
+
+
+@register_executor
+class SerialExecutor(Executor):
+    """Runs every job in the driver process, one after another, on one device."""
+
+    name = "serial"
+
+    def __init__(self, device: str | None = None, threads: int | None = None, workers: int = 1) -> None:
+        _check_positive("threads", threads)
+        if workers != 1:
+            raise ConfigError(f"the serial executor runs one job at a time (workers={workers}); use 'local'")
+        self.device = device or default_device()
+        self.threads = threads
+
+    def run(self, jobs: Sequence[CandidateJob], context: RunContext, on_start: OnStart | None = None) -> Rows:
+        if not jobs:
+            return
+        worker = Worker(context, self.device, self.threads)
+        for job in jobs:
+            if on_start:
+                on_start(job)
+            yield worker.run(job)
+
+
+def _gpu_slots(device: str | None, workers: int | None, workers_per_gpu: int) -> list[str]:
+    """The device string of each worker: round-robin over the GPUs, or all "cpu"."""
+    device = device or default_device()
+    if device.startswith("cuda"):
+        import torch
+
+        gpus = [device] if ":" in device else [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        if not gpus:
+            raise ConfigError("device 'cuda' asked for but no GPU is visible")
+        count = workers or len(gpus) * workers_per_gpu
+        return [gpus[k % len(gpus)] for k in range(count)]
+    return [device] * (workers or _cpu_count())
+
+
+def _feed(
+    slots: Sequence[Any],
+    jobs: Sequence[CandidateJob],
+    start: Callable[[Any, CandidateJob], Any],
+    wait_one: Callable[[list[Any]], Any],
+    result: Callable[[Any], dict[str, Any]],
+    on_start: OnStart | None,
+) -> Rows:
+    """Keep every slot busy with one job at a time and yield rows in completion order.
+
+    ``start(slot, job)`` launches a job and returns its handle, ``wait_one(handles)`` blocks until one is
+    done and returns it, ``result(handle)`` gives its row. A slot gets its next job as soon as it is free,
+    so fast workers take more jobs.
+    """
+    pending = list(reversed(jobs))
+    running: dict[Any, Any] = {}
+
+    def submit(slot: Any) -> None:
+        job = pending.pop()
+        running[start(slot, job)] = slot
+        if on_start:
+            on_start(job)
+
+    for slot in slots[: len(pending)]:
+        submit(slot)
+    while running:
+        handle = wait_one(list(running))
+        slot = running.pop(handle)
+        row = result(handle)  # a dead worker raises here and stops the run; the table keeps what is done
+        if pending:
+            submit(slot)
+        yield row
+
+
+# A local worker process keeps its Worker here between jobs (set by the pool initializer).
+_PROCESS_WORKER: Worker | None = None
+
+
+def _init_process(context: RunContext, device: str, threads: int | None) -> None:
+    global _PROCESS_WORKER
+    _PROCESS_WORKER = Worker(context, device, threads)
+
+
+def _run_in_process(job: CandidateJob) -> dict[str, Any]:
+    assert _PROCESS_WORKER is not None, "worker process not initialised"
+    return _PROCESS_WORKER.run(job)
+
+
+def _first_done(futures: list[cf.Future[dict[str, Any]]]) -> cf.Future[dict[str, Any]]:
+    return next(iter(cf.wait(futures, return_when=cf.FIRST_COMPLETED).done))
+
+
+@register_executor
+class LocalExecutor(Executor):
+    """Spawned worker processes on this machine, each pinned to one device and holding its data.
+
+    On GPUs: ``workers_per_gpu`` processes per visible GPU (by device index), or ``workers`` in total
+    dealt round-robin. On CPU: ``workers`` processes (default: one per core) with ``threads`` torch threads
+    each (default: cores // workers). Each process is its own single-worker pool, so its device and its
+    resident dataset stay fixed for the whole run.
+    """
+
+    name = "local"
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        device: str | None = None,
+        threads: int | None = None,
+        workers_per_gpu: int = 1,
+    ) -> None:
+        for key, value in (("workers", workers), ("threads", threads), ("workers_per_gpu", workers_per_gpu)):
+            _check_positive(key, value)
+        self.devices = _gpu_slots(device, workers, workers_per_gpu)
+        self.slots = len(self.devices)
+        on_cpu = self.devices[0] == "cpu"
+        self.threads = threads or (max(1, _cpu_count() // self.slots) if on_cpu else None)
+
+    def run(self, jobs: Sequence[CandidateJob], context: RunContext, on_start: OnStart | None = None) -> Rows:
+        if not jobs:
+            return
+        spawn = multiprocessing.get_context("spawn")  # CUDA cannot be forked; spawn is safe everywhere
+        pools = [
+            cf.ProcessPoolExecutor(1, spawn, initializer=_init_process, initargs=(context, dev, self.threads))
+            for dev in self.devices[: len(jobs)]
+        ]
+        try:
+            yield from _feed(
+                pools,
+                jobs,
+                lambda pool, job: pool.submit(_run_in_process, job),
+                _first_done,
+                cf.Future.result,
+                on_start,
+            )
+        finally:
+            for pool in pools:
+                pool.shutdown(wait=False, cancel_futures=True)
+
+
+@register_executor
+class RayExecutor(Executor):
+    """Ray actors, each holding the dataset on its share of a GPU (``num_gpus = 1/workers_per_gpu``) or on
+    ``threads`` CPUs, fed one job at a time so fast actors take more.
+
+    Connects to ``$RAY_ADDRESS`` when set, else starts a local instance (shut down after the run); reuses
+    a Ray already initialised in this process. The splits travel through Ray's object store, so worker
+    nodes need no copy of the data path. Default ``workers``: every GPU share, or every CPU / ``threads``.
+    """
+
+    name = "ray"
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        device: str | None = None,
+        threads: int | None = None,
+        workers_per_gpu: int = 1,
+    ) -> None:
+        for key, value in (("workers", workers), ("threads", threads), ("workers_per_gpu", workers_per_gpu)):
+            _check_positive(key, value)
+        self._ray = _import_ray()
+        self.workers = workers
+        self.device = device
+        self.threads = threads or 1
+        self.workers_per_gpu = workers_per_gpu
+        self.slots = workers or 1
+
+    def _start(self) -> bool:
+        """Initialise Ray unless it already is; True when this executor started it (and must stop it)."""
+        ray = self._ray
+        if ray.is_initialized():
+            return False
+        address = os.environ.get("RAY_ADDRESS")
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(address="local", include_dashboard=False, log_to_driver=False)
+        return True
+
+    def _plan(self) -> tuple[int, dict[str, float], str]:
+        """(number of actors, actor resource options, device inside an actor) for the cluster at hand."""
+        resources = self._ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0))
+        if not (self.device or ("cuda" if gpus else "cpu")).startswith("cuda"):
+            count = self.workers or max(1, int(resources.get("CPU", 1)) // self.threads)
+            return count, {"num_gpus": 0, "num_cpus": self.threads}, "cpu"
+        if not gpus:
+            raise ConfigError("device 'cuda' asked for but the Ray cluster has no GPU")
+        count = self.workers or gpus * self.workers_per_gpu
+        # Ray sets CUDA_VISIBLE_DEVICES to the actor's GPU, so "cuda" inside it is that GPU
+        return count, {"num_gpus": 1.0 / self.workers_per_gpu, "num_cpus": self.threads}, "cuda"
+
+    def run(self, jobs: Sequence[CandidateJob], context: RunContext, on_start: OnStart | None = None) -> Rows:
+        if not jobs:
+            return
+        ray = self._ray
+        started = self._start()
+        actors: list[Any] = []
+        try:
+            count, options, device = self._plan()
+            self.slots = count
+            splits = context.splits if context.splits is not None else load_splits(context)
+            corruption_set = None if context.corruption_set is None else ray.put(context.corruption_set)
+            shipped = RunContext(context.protocol, splits=ray.put(splits), corruption_set=corruption_set)
+            actor_cls = ray.remote(_RayWorker).options(**options)
+            actors = [actor_cls.remote(shipped, device, self.threads) for _ in range(min(count, len(jobs)))]
+            wait_one = lambda refs: ray.wait(refs, num_returns=1)[0][0]  # noqa: E731
+            yield from _feed(
+                actors, jobs, lambda actor, job: actor.run.remote(job), wait_one, ray.get, on_start
+            )
+        finally:
+            for actor in actors:
+                ray.kill(actor)
+            if started:
+                ray.shutdown()
+
+
+class _RayWorker:
+    """The Ray actor body: a :class:`Worker` whose splits arrive as an object reference."""
+
+    def __init__(self, context: RunContext, device: str, threads: int | None) -> None:
+        import ray
+
+        local = RunContext(
+            context.protocol,
+            splits=ray.get(context.splits),
+            corruption_set=None if context.corruption_set is None else ray.get(context.corruption_set),
+        )
+        self.worker = Worker(local, device, threads)
+
+    def run(self, job: CandidateJob) -> dict[str, Any]:
+        return self.worker.run(job)
+
+
+def load_splits(context: RunContext) -> Splits:
+    """The protocol's splits of the dataset at ``context.data_path`` (decoded once, then from the cache),
+    for executors that ship the images to their workers instead of a path."""
+    from flatnas_bench.data import load_images, make_splits
+
+    p = context.protocol
+    ds = load_images(context.data_path, p.dataset)
+    return make_splits(ds, split=p.split, val_size=p.val_size, train_subset=p.train_subset, seed=p.seed)
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(
+            "the 'ray' executor needs Ray: pip install 'flatnas-bench[ray]' (or use --executor local)"
+        ) from None
+    return ray

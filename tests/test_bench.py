@@ -1,0 +1,188 @@
+"""The bench driver: isomorphs are one candidate, done pairs are skipped, failed rows wait for
+--retry-failed, every row lands once. Runs real training on a tiny synthetic ImageFolder dataset."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from flatnas_bench.bench import (
+    balanced_subset,
+    parse_settings,
+    read_arch_file,
+    resolve_protocol,
+    run_bench,
+    unique_archs,
+)
+from flatnas_bench.errors import ConfigError, DataError
+from flatnas_bench.executors import Executor, RunContext, failed_row
+from flatnas_bench.space import Arch
+from flatnas_bench.store import ResultStore
+
+# A protocol small enough for tests: a 4-channel, 1-cell network at 16x16, 2 epochs, 2 flatness draws.
+TINY = {
+    "C": 4,
+    "N": 1,
+    "resolution": 16,
+    "epochs": 2,
+    "batch_size": 32,
+    "val_size": 40,
+    "flatness_draws": 2,
+    "corruption_subset": 0,
+}
+TINY_SETTINGS = [f"{k}={v}" for k, v in TINY.items()]
+CONV = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+SKIP = Arch.from_ops((1, 0, 0, 0, 0, 1))
+SKIP_TWIN = next(a for a in SKIP.neighbours() if a.iso_key == SKIP.iso_key and a != SKIP.canonical())
+MIXED = "|nor_conv_1x1~0|+|skip_connect~0|avg_pool_3x3~1|+|none~0|nor_conv_3x3~1|nor_conv_1x1~2|"
+
+
+def make_imagefolder(root: Path, train_per_class: int = 16, test_per_class: int = 4, seed: int = 0) -> Path:
+    """A 10-class 32x32 ImageFolder (``train/<class>/*.png``, ``test/...``) whose classes differ in colour,
+    so a tiny network learns something in 2 epochs."""
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", train_per_class), ("test", test_per_class)):
+        for c in range(10):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True, exist_ok=True)
+            colour = np.array([(37 * c) % 256, (91 * c + 40) % 256, (255 - 23 * c) % 256], np.float64)
+            for i in range(count):
+                image = np.clip(colour + rng.normal(0, 50, (32, 32, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(image).save(folder / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_imagefolder(tmp_path_factory.mktemp("tiny") / "images")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLATNAS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_protocol(**extra: Any):
+    return resolve_protocol("proxy", {**TINY, **extra})
+
+
+def test_bench_dedupes_isomorphs_and_resumes_without_duplicates(tmp_path, tiny_data):
+    table = tmp_path / "t.sqlite"
+    archs = [CONV, str(SKIP_TWIN), CONV, str(SKIP)]  # 4 inputs, 2 candidates
+    first = run_bench(archs[:3], tiny_protocol(), table, tiny_data, seeds=(0,), progress=False, threads=1)
+    assert (first.jobs, first.isomorphs, first.skipped, first.done, first.failed) == (2, 1, 0, 2, 0)
+    again = run_bench(archs, tiny_protocol(), table, tiny_data, seeds=(0, 1), progress=False, threads=1)
+    assert (again.jobs, again.isomorphs, again.skipped, again.done) == (4, 2, 2, 2)
+    with ResultStore(table, readonly=True) as store:
+        frame = store.to_frame()
+    assert sorted(zip(frame["arch"], frame["seed"], strict=True)) == sorted(
+        [(CONV, 0), (CONV, 1), (str(SKIP.canonical()), 0), (str(SKIP.canonical()), 1)]
+    )
+    assert frame["error"].isna().all()
+    conv = frame[frame["arch"] == CONV].set_index("seed")
+    assert conv.loc[0, "val_acc"] > 10.0  # colour classes are learnable: above chance (10 %)
+    assert ((frame["flatness_r"] >= 0) & (frame["flatness_r"] <= 100)).all()
+
+
+class _Failing(Executor):
+    """Returns a failed row for every job without training (the driver's bookkeeping under test)."""
+
+    name = "failing"
+
+    def run(self, jobs: Sequence[Any], context: RunContext, on_start: Any = None) -> Iterator[dict[str, Any]]:
+        for job in jobs:
+            yield failed_row(job, FloatingPointError("loss nan at epoch 1 step 1"), "cpu")
+
+
+def test_failed_rows_are_kept_and_retried_only_when_asked(tmp_path, tiny_data):
+    table = tmp_path / "t.sqlite"
+    failed = run_bench([CONV, MIXED], tiny_protocol(), table, tiny_data, executor=_Failing(), progress=False)
+    assert (failed.done, failed.failed) == (0, 2)
+    with ResultStore(table, readonly=True) as store:
+        assert store.to_frame()["error"].tolist() == ["FloatingPointError: loss nan at epoch 1 step 1"] * 2
+    rerun = run_bench([CONV, MIXED], tiny_protocol(), table, tiny_data, progress=False, threads=1)
+    assert (rerun.skipped, rerun.done, rerun.failed) == (2, 0, 0)
+    retry = run_bench([CONV], tiny_protocol(), table, tiny_data, retry_failed=True, progress=False, threads=1)
+    assert (retry.skipped, retry.done) == (0, 1)
+    with ResultStore(table, readonly=True) as store:
+        frame = store.to_frame().set_index("arch")
+        assert len(frame) == 2 and store.counts() == {"rows": 2, "ok": 1, "failed": 1}
+    assert pd.isna(frame.loc[CONV, "error"]) and frame.loc[MIXED, "error"].startswith("FloatingPoint")
+
+
+def test_a_protocol_change_is_a_new_key(tmp_path, tiny_data):
+    table = tmp_path / "t.sqlite"
+    run_bench([CONV], tiny_protocol(), table, tiny_data, progress=False, threads=1)
+    other = run_bench([CONV], tiny_protocol(epochs=1), table, tiny_data, progress=False, threads=1)
+    assert other.done == 1
+    with ResultStore(table, readonly=True) as store:
+        assert len(store.protocols()) == 2 and len(store) == 2
+
+
+def test_bench_with_generated_corruptions(tmp_path, tiny_data):
+    pytest.importorskip("flatnas_bench.corruptions")
+    pytest.importorskip("flatnas_bench.robustness")
+    table = tmp_path / "t.sqlite"
+    run_bench([CONV], tiny_protocol(corruption_subset=8), table, tiny_data, progress=False, threads=1)
+    with ResultStore(table, readonly=True) as store:
+        row = store.to_frame().iloc[0]
+    assert row["error"] is None and 0 <= row["corr_acc_mean"] <= 100 and row["corr_per"].startswith("{")
+
+
+def test_generated_corruptions_draw_a_class_balanced_subset():
+    labels = np.repeat(np.arange(10), 50)  # a folder-layout test set: class by class
+    pick = balanced_subset(labels, 20)
+    assert np.bincount(labels[pick]).tolist() == [2] * 10 and (np.diff(pick) > 0).all()
+
+
+def test_user_mistakes_are_config_errors(tmp_path, tiny_data):
+    with pytest.raises(DataError, match="no cifar10 data"):
+        run_bench([CONV], tiny_protocol(), tmp_path / "t.sqlite", tmp_path / "missing", progress=False)
+    assert not (tmp_path / "t.sqlite").exists()
+    with pytest.raises(ConfigError, match="no archs"):
+        run_bench([], tiny_protocol(), tmp_path / "t.sqlite", tiny_data, progress=False)
+    with pytest.raises(ConfigError, match="unknown executor"):
+        run_bench([CONV], tiny_protocol(), tmp_path / "t.sqlite", tiny_data, executor="slurm", progress=False)
+
+
+def test_settings_are_typed_by_the_protocol():
+    assert parse_settings(["epochs=3", "sam=none", "lr=1", "nesterov=false"]) == {
+        "epochs": 3,
+        "sam": "none",
+        "lr": 1,
+        "nesterov": False,
+    }
+    p = resolve_protocol("proxy", parse_settings(["epochs=3", "lr=1", "sam=none"]))
+    assert (p.epochs, p.lr, p.sam) == (3, 1.0, "none") and isinstance(p.lr, float)
+    assert p.hash != resolve_protocol("proxy").hash
+    for bad, match in (("epochs=1.5", "must be int"), ("nesterov=2", "must be bool"), ("bogus=1", "unknown")):
+        with pytest.raises(ConfigError, match=match):
+            resolve_protocol("proxy", parse_settings([bad]))
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_settings(["epochs"])
+
+
+def test_arch_files_and_canonical_dedup(tmp_path):
+    path = tmp_path / "archs.txt"
+    path.write_text(f"# picks\n{CONV}\n\n{SKIP_TWIN}  # an isomorph of SKIP\n{SKIP}\n")
+    archs = read_arch_file(path)
+    assert unique_archs(archs) == ([CONV, str(SKIP.canonical())], 1)
+    path.write_text("|nor_conv_3x3~0|+|bogus|\n")
+    with pytest.raises(ConfigError, match="arch 1"):
+        read_arch_file(path)
+    with pytest.raises(ConfigError, match="cannot read"):
+        read_arch_file(tmp_path / "missing.txt")

@@ -1,0 +1,175 @@
+"""``flatnas-bench bench`` and ``flatnas-bench table``: in process with typer's CliRunner, and as a real
+subprocess that is SIGKILLed mid-run and resumed without losing or duplicating a row."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from test_bench import TINY_SETTINGS, make_imagefolder
+from typer.testing import CliRunner
+
+from cli.main import app
+from flatnas_bench.store import RESULT_COLUMNS, ResultStore
+
+ROOT = Path(__file__).resolve().parents[1]
+MEASURED = [c for c in RESULT_COLUMNS if c not in ("train_sec", "eval_sec", "device")]
+N_ARCHS = 8
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
+    base = tmp_path_factory.mktemp("cli")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FLATNAS_CACHE", str(base / "cache"))
+        yield {"data": make_imagefolder(base / "images"), "base": base}
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def bench_args(data: Path, table: Path, *extra: str) -> list[str]:
+    """``bench`` on the tiny dataset and protocol, serial with one thread: deterministic and quick."""
+    sets = [arg for setting in TINY_SETTINGS for arg in ("--set", setting)]
+    source = ["--data", str(data), "--protocol", "proxy", *sets, "--archs", str(N_ARCHS)]
+    return [
+        "bench",
+        *source,
+        "--table",
+        str(table),
+        "--executor",
+        "serial",
+        "--threads",
+        "1",
+        "--no-progress",
+        *extra,
+    ]
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def committed_rows(table: Path) -> int:
+    try:
+        with sqlite3.connect(table, timeout=1) as conn:
+            return conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+
+
+@pytest.fixture(scope="module")
+def clean_table(env: dict[str, Path]) -> Path:
+    table = env["base"] / "clean.sqlite"
+    threads = torch.get_num_threads()
+    result = invoke(*bench_args(env["data"], table))
+    torch.set_num_threads(threads)
+    assert result.exit_code == 0, result.output
+    assert f"{N_ARCHS} done, 0 failed, 0 already in" in result.output
+    return table
+
+
+def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(env, clean_table):
+    table = env["base"] / "killed.sqlite"
+    command = [sys.executable, "-m", "cli.main", *bench_args(env["data"], table)]
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while committed_rows(table) < 1 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stdout.read().decode()
+
+    with ResultStore(table) as store:  # opens for writing: not corrupt, and the kill released the lock
+        frame = store.to_frame()
+    assert 1 <= len(frame) < N_ARCHS, "the kill must land after the first commit and before the end"
+    assert not frame.duplicated(["arch", "protocol_hash", "seed"]).any()
+    survivors = len(frame)
+
+    resumed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{N_ARCHS - survivors} done, 0 failed, {survivors} already in" in resumed.stdout
+
+    with ResultStore(table, readonly=True) as store, ResultStore(clean_table, readonly=True) as clean:
+        got = store.to_frame().set_index("arch").sort_index()
+        want = clean.to_frame().set_index("arch").sort_index()
+    assert len(got) == N_ARCHS and got.index.is_unique
+    pd.testing.assert_frame_equal(got[MEASURED[1:]], want[MEASURED[1:]])  # same numbers as a clean run
+
+
+def test_table_show_and_export(env, clean_table, tmp_path):
+    shown = invoke("table", "show", str(clean_table), "--sort", "val_acc", "--limit", "3")
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    assert lines[0].startswith("protocol proxy ") and f"{N_ARCHS} rows (dataset cifar10)" in lines[0]
+    assert lines[1] == f"{N_ARCHS} rows: {N_ARCHS} ok, 0 failed"
+    assert lines[2].split()[:3] == ["arch", "seed", "val_acc"] and len(lines) == 3 + 3
+    with ResultStore(clean_table, readonly=True) as store:
+        best = store.to_frame().sort_values("val_acc", ascending=False, kind="stable")["arch"].iloc[0]
+    assert lines[3].split()[0] == best
+    for name in ("out.csv", "out.parquet"):
+        exported = invoke("table", "export", str(clean_table), str(tmp_path / name))
+        assert exported.exit_code == 0 and f"wrote {N_ARCHS} rows" in exported.output
+    frame = pd.read_parquet(tmp_path / "out.parquet")
+    assert len(frame) == N_ARCHS and list(frame.columns[: len(RESULT_COLUMNS)]) == list(RESULT_COLUMNS)
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "out.csv")[["arch", "val_acc"]], frame[["arch", "val_acc"]]
+    )
+
+
+def test_rerun_skips_everything(env, clean_table):
+    again = invoke(*bench_args(env["data"], clean_table))
+    assert again.exit_code == 0 and f"0 done, 0 failed, {N_ARCHS} already in" in again.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--archs", "2", "--arch-file", "x.txt"], "exactly one of --archs N or --arch-file F"),
+        (["--seed", "1", "--seeds", "0,1"], "give --seed or --seeds, not both"),
+        (["--seeds", "0,x"], "not a comma-separated list"),
+        (["--set", "epochs"], "is not key=value"),
+        (["--set", "epochs=1.5"], "must be int"),
+        (["--set", "colour=red"], "unknown protocol field(s) colour"),
+        (["--executor", "serial", "--workers", "2"], "one job at a time"),
+    ],
+)
+def test_bench_user_mistakes_are_one_line_exit_2(env, tmp_path, args, message):
+    table = tmp_path / "t.sqlite"
+    argv = bench_args(env["data"], table)
+    if "--archs" in args or "--executor" in args:  # replace the defaults the mistake is about
+        for flag in ("--archs", "--executor"):
+            if flag in args:
+                k = argv.index(flag)
+                del argv[k : k + 2]
+    result = invoke(*argv, *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_table_user_mistakes_are_one_line_exit_2(tmp_path):
+    bad = tmp_path / "bad.sqlite"
+    bad.write_text("arch,val_acc\n")
+    for args, message in (
+        (["table", "show", str(tmp_path / "missing.sqlite")], "no benchmark table"),
+        (["table", "show", str(bad)], "is not a SQLite file"),
+        (["table", "export", str(bad), str(tmp_path / "o.csv")], "is not a SQLite file"),
+        (["bench", "--data", str(tmp_path), "--protocol", "nope", "--archs", "1", "--table", "t"], "nope"),
+    ):
+        result = invoke(*args)
+        assert result.exit_code == 2, result.output
+        assert message in result.output
+    assert bad.read_text() == "arch,val_acc\n"

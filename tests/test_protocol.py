@@ -1,0 +1,51 @@
+"""Every registered protocol gets the same contract test; the hash is stable and field-sensitive."""
+
+from __future__ import annotations
+
+import pytest
+
+from flatnas_bench.errors import ConfigError
+from flatnas_bench.protocol import Protocol, get_protocol, list_protocols
+
+
+@pytest.mark.parametrize("name", list_protocols())
+def test_registered_protocol_contract(name: str) -> None:
+    p = get_protocol(name)
+    assert p.name == name
+    assert hash(p) == hash(get_protocol(name))
+    assert len(p.hash) == 12 and p.hash == get_protocol(name).hash
+    assert get_protocol(name, seed=p.seed + 1).hash != p.hash
+    assert p.replace(name="other").hash == p.hash  # the name is a label only
+
+
+def test_presets_follow_the_references() -> None:
+    nb = get_protocol("nb201")
+    assert (nb.epochs, nb.batch_size, nb.lr, nb.lr_schedule, nb.nesterov, nb.weight_decay) == (
+        200, 256, 0.1, "cosine", True, 5e-4
+    )  # fmt: skip
+    assert get_protocol("nb201-12").epochs == 12
+    assert get_protocol("nb201", sam="sam").sam == "sam"
+    fl = get_protocol("flatnas")
+    assert (fl.sam, fl.rho, fl.lr_schedule, fl.label_smoothing, fl.batch_size, fl.epochs) == (
+        "asam", 2.0, "constant", 0.1, 128, 6
+    )  # fmt: skip
+    assert get_protocol("proxy").sam != "none"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"precision": "fp16"}, {"sam": "bogus"}, {"epochs": 0}, {"lr": -1.0}, {"not_a_field": 1}],
+)
+def test_bad_values_raise_config_error(overrides: dict) -> None:
+    with pytest.raises(ConfigError, match=r"protocol|unknown"):
+        get_protocol("nb201", **overrides)
+
+
+def test_unknown_protocol_lists_known() -> None:
+    with pytest.raises(ConfigError, match="proxy"):
+        get_protocol("nope")
+
+
+def test_fp16_message_names_alternatives() -> None:
+    with pytest.raises(ConfigError, match="bf16"):
+        Protocol(precision="fp16")

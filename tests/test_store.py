@@ -1,0 +1,136 @@
+"""The durable result table: one row per (canonical arch, protocol hash, seed), failed rows kept with their
+reason, foreign files refused untouched, one writer, exports that read back."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+
+import pandas as pd
+import pytest
+
+from flatnas_bench.errors import TableError
+from flatnas_bench.protocol import get_protocol
+from flatnas_bench.space import Arch
+from flatnas_bench.store import RESULT_COLUMNS, ResultStore
+
+PROTOCOL = get_protocol("proxy", epochs=1)
+CONV = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+
+
+def row(arch: str = CONV, seed: int = 0, **values: object) -> dict:
+    out: dict = {name: None for name in RESULT_COLUMNS}
+    out.update(arch=arch, protocol=PROTOCOL.name, protocol_hash=PROTOCOL.hash, seed=seed)
+    out.update(val_acc=50.0, test_acc=49.0, flatness_r=3.5, corr_per='{"fog": 40.0}')
+    out.update(values)
+    return out
+
+
+@pytest.fixture
+def store(tmp_path):
+    with ResultStore(tmp_path / "t.sqlite") as s:
+        s.add_protocol(PROTOCOL)
+        yield s
+
+
+def test_rows_are_unique_per_canonical_arch_protocol_seed(store):
+    skip = Arch.from_ops((1, 0, 0, 0, 0, 1))
+    twin = next(a for a in skip.neighbours() if a != skip.canonical() and a.iso_key == skip.iso_key)
+    assert store.add(row(CONV))
+    assert not store.add(row(CONV, val_acc=99.0))  # a success is never replaced
+    assert store.add(row(str(skip.canonical())))
+    assert not store.add(row(str(twin)))  # an isomorph is the same candidate
+    assert store.add(row(str(skip.canonical()), seed=1))
+    frame = store.to_frame()
+    assert len(frame) == 3 and frame.duplicated(["arch", "protocol_hash", "seed"]).sum() == 0
+    assert frame.loc[frame["arch"] == CONV, "val_acc"].item() == 50.0
+    assert store.done_keys(PROTOCOL.hash) == {
+        (CONV, 0),
+        (str(skip.canonical()), 0),
+        (str(skip.canonical()), 1),
+    }
+    assert store.done_keys("other") == set()
+
+
+def test_failed_rows_are_kept_and_replaced_only_by_a_retry(store):
+    assert store.add(row(error="diverged: loss nan at epoch 1 step 3", val_acc=None))
+    assert store.done_keys(PROTOCOL.hash) == {(CONV, 0)}
+    assert store.done_keys(PROTOCOL.hash, include_failed=False) == set()
+    assert store.counts() == {"rows": 1, "ok": 0, "failed": 1}
+    assert store.add(row(val_acc=float("nan")))  # the retry succeeds; NaN is stored as NULL
+    frame = store.to_frame()
+    assert len(frame) == 1 and frame["error"].isna().all() and math.isnan(frame["val_acc"].item())
+    assert store.counts(PROTOCOL.hash) == {"rows": 1, "ok": 1, "failed": 0}
+
+
+def test_extra_keys_and_protocol_card_are_kept(store):
+    store.add(row(new_metric=1.25))
+    assert store.to_frame()["extra"].item() == '{"new_metric": 1.25}'
+    protocols = store.protocols()
+    assert protocols["hash"].tolist() == [PROTOCOL.hash] and protocols["rows"].tolist() == [1]
+    assert protocols["card"][0] == PROTOCOL.to_dict()
+    with pytest.raises(TableError, match="key column"):
+        store.add({"arch": CONV, "seed": 0})
+
+
+def test_each_row_is_committed_at_once_and_visible_to_a_reader(store):
+    store.add(row())
+    with ResultStore(store.path, readonly=True) as reader:
+        assert len(reader) == 1
+        with pytest.raises(TableError, match="read-only"):
+            reader.add(row(seed=5))
+    raw = sqlite3.connect(store.path)
+    assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert raw.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 1
+    raw.close()
+
+
+def test_one_writer_per_table(store):
+    with pytest.raises(TableError, match="another bench run"):
+        ResultStore(store.path)
+
+
+@pytest.mark.parametrize(
+    "content", [b"arch,val_acc\nx,1\n", b"\x00" * 200, b"SQLite format 3\x00garbage" * 20]
+)
+def test_a_file_that_is_not_our_table_is_refused_untouched(tmp_path, content):
+    path = tmp_path / "t.sqlite"
+    path.write_bytes(content)
+    for readonly in (False, True):
+        with pytest.raises(TableError) as info:
+            ResultStore(path, readonly=readonly)
+        assert "\n" not in str(info.value)
+    assert path.read_bytes() == content
+
+
+def test_a_foreign_sqlite_database_is_refused(tmp_path):
+    path = tmp_path / "other.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE people (name TEXT)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(TableError, match="not a flatnas-bench table"):
+        ResultStore(path)
+    with pytest.raises(TableError, match="no benchmark table"):
+        ResultStore(tmp_path / "missing.sqlite", readonly=True)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_export_round_trips(store, tmp_path, suffix):
+    store.add(row())
+    store.add(row(seed=1, error="diverged: loss inf at epoch 1 step 1", val_acc=None))
+    out = tmp_path / f"out{suffix}"
+    assert store.export(out) == 2
+    back = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
+    assert list(back.columns[: len(RESULT_COLUMNS)]) == list(RESULT_COLUMNS)
+    assert back["seed"].tolist() == [0, 1] and back["val_acc"].iloc[0] == 50.0
+    with pytest.raises(TableError, match=r"\.csv or \.parquet"):
+        store.export(tmp_path / "out.xlsx")
+
+
+def test_reads_back_as_a_bench_table(store):
+    pytest.importorskip("flatnas_bench.table")
+    store.add(row())
+    store.add(row(str(Arch.from_ops((1, 0, 0, 0, 0, 1)).canonical()), val_acc=30.0))
+    table = store.to_bench_table()
+    assert len(table) == 2
