@@ -1,0 +1,146 @@
+"""``flatnas-bench fit-surrogate`` and ``flatnas-bench query``: train XGBoost surrogates on a benchmark table,
+report their cross-validated quality, and answer predictions (mean ± std) with exact costs."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cli.app import command
+from flatnas_bench.errors import ConfigError, DataError, ModelFileError
+
+
+def _fmt(value: float, digits: int = 4) -> str:
+    return (
+        "nan" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+    )
+
+
+def cv_table(report: pd.DataFrame, title: str) -> Table:
+    """The CV report (one row per target) as a rich table."""
+    table = Table(title=title)
+    table.add_column("target", overflow="fold")
+    for name in ("kendall tau", "spearman rho", "R2", "RMSE", "archs", "folds"):
+        table.add_column(name, justify="right")
+    for row in report.itertuples(index=False):
+        table.add_row(
+            row.target,
+            _fmt(row.kendall_tau),
+            _fmt(row.spearman_rho),
+            _fmt(row.r2),
+            _fmt(row.rmse),
+            str(row.n),
+            str(row.folds),
+        )
+    return table
+
+
+def _choices() -> str:
+    from surrogates import list_surrogates
+
+    return ", ".join(list_surrogates())
+
+
+@command("fit-surrogate")
+def fit_surrogate_command(
+    table: Annotated[
+        Path, typer.Option(help="Benchmark table: our SQLite, CSV/Parquet, NB201 .pth or NATS directory.")
+    ],
+    targets: Annotated[
+        str, typer.Option(help="Comma-separated metrics to model, e.g. 'val_acc,flatness_r'.")
+    ],
+    out: Annotated[Path, typer.Option(help="Directory to write the models and metadata.json into.")],
+    folds: Annotated[int, typer.Option(min=0, help="k of the k-fold cross-validation (0: skip).")] = 5,
+    models: Annotated[int, typer.Option("--models", min=1, help="Ensemble members per target.")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of the CV split and of every member.")] = 0,
+    zero_cost: Annotated[
+        bool,
+        typer.Option(
+            "--zero-cost",
+            help="Add synflow/jacob_cov/snip features (~0.65 s per new canonical arch, cached).",
+        ),
+    ] = False,
+    model: Annotated[str, typer.Option(help="Surrogate model from the registry.")] = "xgboost",
+) -> None:
+    """Fit one surrogate ensemble per target, print k-fold Kendall tau / Spearman rho / R2 / RMSE, save."""
+    from flatnas_bench.table import load_table
+    from surrogates import fit_surrogate, list_surrogates
+
+    if model not in list_surrogates():
+        raise ConfigError(f"unknown surrogate model {model!r}; available: {_choices()}")
+    names = [t.strip() for t in targets.split(",") if t.strip()]
+    bench = load_table(table)
+    fitted = fit_surrogate(
+        bench, names, n_models=models, seed=seed, folds=folds, zero_cost=zero_cost, model=model
+    )
+    fitted.save(out)
+    console = Console()
+    console.print(cv_table(fitted.cv_report, f"{folds}-fold cross-validation on {table}"))
+    console.print(f"saved {len(names)} surrogate(s) ({model}, {models} members each) to {out}")
+
+
+def _read_arch_file(path: Path) -> list[str]:
+    """Arch strings of a text file, one per line (blank lines, '#' comments and an 'arch' header skipped)."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise DataError(f"cannot read arch file {path}: {exc.strerror or exc}") from None
+    return [s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#") and s.strip() != "arch"]
+
+
+def _surrogate_dir(surrogate: Path | None) -> Path:
+    if surrogate is not None:
+        return surrogate
+    try:
+        from flatnas_bench.bundled import bundled_surrogate_dir
+    except ImportError:
+        raise ModelFileError("this install has no bundled surrogate; pass --surrogate DIR") from None
+    return bundled_surrogate_dir()
+
+
+@command("query")
+def query_command(
+    archs: Annotated[list[str] | None, typer.Argument(help="NB201 arch strings to predict.")] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", help="Text file with one arch string per line.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of records instead.")] = False,
+    surrogate: Annotated[
+        Path | None, typer.Option(help="Surrogate directory (default: the bundled one).")
+    ] = None,
+    targets: Annotated[
+        str | None, typer.Option(help="Comma-separated subset of the surrogate's targets.")
+    ] = None,
+) -> None:
+    """Predicted targets (ensemble mean ± std) and exact params (M) / FLOPs (M MACs) for each arch."""
+    from surrogates import load_surrogate, query
+
+    wanted = list(archs or [])
+    if file is not None:
+        wanted += _read_arch_file(file)
+    if not wanted:
+        raise ConfigError("give at least one arch string or --file F")
+    model = load_surrogate(_surrogate_dir(surrogate))
+    chosen = [t.strip() for t in targets.split(",") if t.strip()] if targets else None
+    frame = query(model, wanted, chosen)
+    if as_json:
+        typer.echo(json.dumps(frame.to_dict(orient="records"), indent=2))
+        return
+    table = Table(title=f"surrogate predictions ({len(frame)} archs)")
+    table.add_column("arch", overflow="fold")
+    shown = chosen or model.targets
+    for target in shown:
+        table.add_column(target, justify="right", overflow="fold")
+    table.add_column("params (M)", justify="right")
+    table.add_column("FLOPs (M MACs)", justify="right")
+    for row in frame.to_dict(orient="records"):
+        cells = [f"{row[t]:.3f} ± {row[t + '_std']:.3f}" for t in shown]
+        table.add_row(row["arch"], *cells, f"{row['params_m']:.6f}", f"{row['flops_m']:.5f}")
+    Console().print(table)

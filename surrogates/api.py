@@ -1,0 +1,359 @@
+"""One surrogate per target, fitted from a benchmark table: :func:`fit_surrogate`, :class:`SurrogateSet`,
+:func:`load_surrogate`.
+
+Training rows are deduplicated by isomorphism class (the class mean of each target), every arch is
+featurized from its canonical representative (so isomorphic archs always get identical predictions), and
+each target's model is cross-validated (k-fold, pooled out-of-fold Kendall tau, Spearman rho, R2, RMSE)
+before the final fit on all classes.
+
+>>> from flatnas_bench.table import load_table
+>>> s = fit_surrogate(load_table("../shared/data/nb201/nb201_accuracy.csv"),
+...                   ["cifar10_valid_acc_200ep"])                                     # doctest: +SKIP
+>>> s.predict(["|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|"
+...            "nor_conv_3x3~2|"])                                                      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from flatnas_bench.errors import ConfigError, ModelFileError, TableError
+from flatnas_bench.space import Arch, ArchLike, all_archs, as_arch
+from surrogates import io
+from surrogates.base import Surrogate, create_surrogate, surrogate_class
+from surrogates.features import feature_version, featurize
+from surrogates.metrics import METRICS, cross_validate
+
+if TYPE_CHECKING:  # torch is imported only when zero-cost proxies are asked for
+    from surrogates.zero_cost import ZeroCostConfig
+
+MIN_CLASSES = 10  # fewest distinct isomorphism classes with a value that a target may be fitted on
+
+
+def _package_version() -> str:
+    from flatnas_bench import __version__
+
+    return __version__
+
+
+@functools.cache
+def _arch_by_string() -> dict[str, Arch]:
+    return {str(a): a for a in all_archs()}
+
+
+def _parse_all(values: Sequence[ArchLike]) -> list[Arch]:
+    """:func:`as_arch` of each value; many NB201 strings are looked up in a table built once (~40 ms),
+    which parses all 15,625 in ~10 ms instead of ~0.4 s."""
+    if len(values) < 256:
+        return [as_arch(v) for v in values]
+    table = _arch_by_string()
+    return [(table.get(v) if isinstance(v, str) else None) or as_arch(v) for v in values]
+
+
+def _training_frame(table: Any, targets: Sequence[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Arch strings and target columns of ``table`` (a BenchTable or a DataFrame with an ``arch`` column),
+    and a description of the source with a content hash of exactly those columns."""
+    if isinstance(table, pd.DataFrame):
+        if "arch" not in table.columns:
+            raise TableError("a DataFrame table needs an 'arch' column of NB201 strings")
+        archs = _parse_all(list(table["arch"]))
+        available = [c for c in table.columns if c != "arch" and pd.api.types.is_numeric_dtype(table[c])]
+        description = "pandas DataFrame"
+    else:
+        archs = list(table.archs)
+        available = list(table.metrics)
+        description = str(table.source)  # the path, plus the protocol for our own tables
+    if not targets:
+        raise ConfigError("give at least one target; available: " + ", ".join(available))
+    unknown = [t for t in targets if t not in available]
+    if unknown:
+        raise TableError(f"unknown target(s) {', '.join(unknown)}; the table has: {', '.join(available)}")
+    if len(set(targets)) != len(targets):
+        raise ConfigError(f"duplicate targets in {', '.join(targets)}")
+    if isinstance(table, pd.DataFrame):
+        columns = {t: table[t].to_numpy(dtype=np.float64) for t in targets}
+    else:
+        columns = {t: np.asarray(table.values(t), dtype=np.float64) for t in targets}
+    strings = [str(a) for a in archs]
+    source = {"description": description, "table_hash": io.frame_hash(strings, columns), "n_rows": len(archs)}
+    return pd.DataFrame({"arch": strings, **columns}), source
+
+
+def class_means(frame: pd.DataFrame, target: str) -> tuple[list[Arch], np.ndarray]:
+    """Canonical archs and the class mean of ``target`` over rows with a finite value, in ordinal order."""
+    values = frame[target].to_numpy(dtype=np.float64)
+    ok = np.isfinite(values)
+    canon = [a.canonical() for a in _parse_all(list(frame["arch"][ok]))]
+    grouped = pd.Series(values[ok]).groupby([a.ordinal for a in canon]).mean()
+    archs = [Arch.from_ordinal(int(k)) for k in grouped.index]
+    return archs, grouped.to_numpy()
+
+
+class SurrogateSet:
+    """Fitted surrogates for several targets sharing one feature pipeline.
+
+    ``predict(archs)`` returns one row per arch (in the given order): ``arch``, then ``{target}`` (ensemble
+    mean) and ``{target}_std`` for every target. Features are cached per canonical arch, so repeated
+    queries and whole-space scoring (15,625 archs, 6,466 classes) are fast.
+    """
+
+    def __init__(self, models: dict[str, Surrogate], meta: dict[str, Any]) -> None:
+        self.models = models
+        self.meta = meta
+        self.zero_cost_cache: Path | None = None
+        self._rows: dict[int, int] = {}
+        self._features = np.zeros((0, len(meta["feature_names"])), dtype=np.float32)
+
+    @property
+    def targets(self) -> list[str]:
+        return list(self.models)
+
+    @property
+    def cv_report(self) -> pd.DataFrame:
+        """Cross-validation metrics, one row per target: kendall_tau, spearman_rho, r2, rmse, n, folds."""
+        rows = [{"target": t, **self.meta["cv"][t]} for t in self.targets]
+        frame = pd.DataFrame(rows, columns=["target", *METRICS, "n", "folds"])
+        return frame.astype({m: float for m in METRICS})  # null (no CV) -> NaN
+
+    def __getitem__(self, target: str) -> Surrogate:
+        return self.models[self._check_targets([target])[0]]
+
+    def _check_targets(self, targets: Sequence[str] | None) -> list[str]:
+        if targets is None:
+            return self.targets
+        unknown = [t for t in targets if t not in self.models]
+        if unknown:
+            raise ConfigError(
+                f"unknown target(s) {', '.join(unknown)}; this surrogate predicts: {', '.join(self.targets)}"
+            )
+        return list(targets)
+
+    def _zero_cost_config(self) -> ZeroCostConfig | None:
+        if not self.meta.get("zero_cost"):
+            return None
+        from surrogates.zero_cost import ZeroCostConfig
+
+        try:
+            return ZeroCostConfig(**self.meta["zero_cost_config"])
+        except (TypeError, KeyError) as exc:
+            raise ModelFileError(f"corrupt zero-cost config in the surrogate metadata: {exc}") from None
+
+    def features(self, archs: Sequence[ArchLike]) -> np.ndarray:
+        """Feature rows (float32) for ``archs``, from the per-canonical-arch cache."""
+        canon = [a.canonical() for a in _parse_all(archs)]
+        missing = list(dict.fromkeys(a for a in canon if a.ordinal not in self._rows))
+        if missing:
+            X, names = featurize(
+                missing,
+                zero_cost=bool(self.meta.get("zero_cost")),
+                zero_cost_cache=self.zero_cost_cache,
+                zero_cost_config=self._zero_cost_config(),
+            )
+            if names != self.meta["feature_names"]:
+                raise ModelFileError(
+                    "the feature names computed by this code differ from the model's; refit the surrogate"
+                )
+            start = len(self._features)
+            self._features = np.concatenate([self._features, X])
+            self._rows.update({a.ordinal: start + k for k, a in enumerate(missing)})
+        return self._features[[self._rows[a.ordinal] for a in canon]]
+
+    def predict(self, archs: Sequence[ArchLike], targets: Sequence[str] | None = None) -> pd.DataFrame:
+        """Mean and std per target for each arch (isomorphic archs get identical values).
+
+        >>> s.predict(["|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|"
+        ...            "nor_conv_3x3~1|nor_conv_3x3~2|"])                          # doctest: +SKIP
+        """
+        chosen = self._check_targets(targets)
+        parsed = _parse_all(archs)
+        canon = [a.canonical() for a in parsed]
+        ordinals, inverse = np.unique([a.ordinal for a in canon], return_inverse=True)
+        X = self.features([Arch.from_ordinal(int(k)) for k in ordinals])  # one row per class present
+        out: dict[str, Any] = {"arch": [str(a) for a in parsed]}
+        for target in chosen:
+            mean, std = self.models[target].predict(X)
+            out[target] = mean[inverse]
+            out[f"{target}_std"] = std[inverse]
+        return pd.DataFrame(out)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write every model (XGBoost JSON) and ``metadata.json`` into ``directory`` (created)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        meta = dict(self.meta)
+        models = {}
+        for k, (target, model) in enumerate(self.models.items()):
+            names = model.save(directory, f"model_{k:02d}")
+            models[target] = {
+                "files": {name: io.sha256_file(directory / name) for name in names},
+                "n_train": self.meta["models"][target]["n_train"],
+            }
+        meta["models"] = models
+        cache = Path(self.zero_cost_cache) if self.zero_cost_cache else None
+        target = directory / "zero_cost.json"
+        if meta.get("zero_cost") and cache and cache.exists() and cache.resolve() != target.resolve():
+            shutil.copyfile(cache, target)
+        io.write_json(directory / io.METADATA_FILE, meta)
+        self.meta = meta
+        return directory
+
+    def __repr__(self) -> str:
+        return f"SurrogateSet(model={self.meta['model']!r}, targets={self.targets})"
+
+
+def fit_surrogate(
+    table: Any,
+    targets: Sequence[str],
+    *,
+    n_models: int = 5,
+    seed: int = 0,
+    folds: int = 5,
+    zero_cost: bool = False,
+    model: str = "xgboost",
+    params: dict[str, Any] | None = None,
+    zero_cost_cache: str | Path | None = None,
+    zero_cost_config: ZeroCostConfig | None = None,
+) -> SurrogateSet:
+    """Fit one ``model`` ensemble (``n_models`` members) per target, with ``folds``-fold CV metrics.
+
+    ``table`` is a :class:`~flatnas_bench.table.BenchTable` or a DataFrame with an ``arch`` column.
+    ``zero_cost=True`` adds the zero-cost proxy features (``zero_cost_config``, cached in
+    ``zero_cost_cache``; see :mod:`surrogates.zero_cost`). Rows whose target is NaN are skipped for that
+    target; each target needs at least :data:`MIN_CLASSES` distinct isomorphism classes. ``folds=0``
+    skips cross-validation (NaN metrics). ``params`` overrides the model's hyperparameters (see
+    :data:`surrogates.xgb.DEFAULTS`). Everything random follows ``seed``.
+
+    >>> s = fit_surrogate(df, ["val_acc"], n_models=3, params={"n_estimators": 50})  # doctest: +SKIP
+    """
+    surrogate_class(model)
+    params = {**(params or {}), "n_models": n_models}
+    frame, source = _training_frame(table, list(targets))
+    X_by_target: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    names: list[str] = []
+    for target in targets:
+        archs, y = class_means(frame, target)
+        if len(archs) < max(MIN_CLASSES, folds):
+            raise TableError(
+                f"target {target!r} has values for only {len(archs)} distinct archs (isomorphism classes); "
+                f"fitting needs at least {max(MIN_CLASSES, folds)}"
+            )
+        X, names = featurize(
+            archs, zero_cost=zero_cost, zero_cost_cache=zero_cost_cache, zero_cost_config=zero_cost_config
+        )
+        X_by_target[target] = (X, y)
+
+    models: dict[str, Surrogate] = {}
+    cv: dict[str, dict[str, float]] = {}
+    for k, target in enumerate(targets):
+        X, y = X_by_target[target]
+        target_seed = seed + 1000 * k
+
+        def fit_predict(X_tr: np.ndarray, y_tr: np.ndarray, X_te: np.ndarray, s: int = target_seed):
+            return create_surrogate(model, **params).fit(X_tr, y_tr, seed=s).predict(X_te)[0]
+
+        if folds:
+            cv[target] = cross_validate(fit_predict, X, y, folds=folds, seed=target_seed)
+        else:
+            cv[target] = {**dict.fromkeys(METRICS, float("nan")), "n": len(y), "folds": 0}
+        models[target] = create_surrogate(model, **params).fit(X, y, seed=target_seed)
+
+    zc_config = None
+    if zero_cost:
+        from surrogates.zero_cost import ZeroCostConfig
+
+        zc_config = asdict(zero_cost_config or ZeroCostConfig())
+    first = next(iter(models.values()))
+    meta = {
+        "format": io.FORMAT,
+        "format_version": io.FORMAT_VERSION,
+        "model": model,
+        "targets": list(targets),
+        "feature_version": feature_version(zero_cost),
+        "feature_names": names,
+        "zero_cost": zero_cost,
+        "zero_cost_config": zc_config,
+        "source": source,
+        "cv": cv,
+        "n_models": n_models,
+        "seed": seed,
+        "folds": folds,
+        "hyperparameters": first.report(),
+        "models": {t: {"n_train": len(X_by_target[t][1])} for t in targets},
+        "package_version": _package_version(),
+        "library_versions": _library_versions(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    out = SurrogateSet(models, meta)
+    if zero_cost:
+        from surrogates.zero_cost import ZeroCostConfig, default_cache_path
+
+        config = zero_cost_config or ZeroCostConfig()
+        out.zero_cost_cache = Path(zero_cost_cache) if zero_cost_cache else default_cache_path(config)
+    return out
+
+
+def _library_versions() -> dict[str, str]:
+    import xgboost
+
+    return {"xgboost": xgboost.__version__, "numpy": np.__version__, "pandas": pd.__version__}
+
+
+def load_surrogate(directory: str | Path) -> SurrogateSet:
+    """Load a directory written by :meth:`SurrogateSet.save`; every problem is a one-line ModelFileError.
+
+    The model's feature version must equal the running code's (:func:`surrogates.features.feature_version`),
+    and every model file must match the checksum recorded in the metadata.
+    """
+    directory = Path(directory)
+    meta = io.read_metadata(directory)
+    expected = feature_version(bool(meta.get("zero_cost")))
+    if meta["feature_version"] != expected:
+        raise ModelFileError(
+            f"surrogate {directory} uses feature version {meta['feature_version']!r} but this code computes "
+            f"{expected!r}; refit it with flatnas-bench fit-surrogate"
+        )
+    try:
+        cls = surrogate_class(meta["model"])
+    except ConfigError as exc:
+        raise ModelFileError(f"surrogate {directory}: {exc}") from None
+    models: dict[str, Surrogate] = {}
+    for target in meta["targets"]:
+        entry = meta["models"].get(target)
+        if not isinstance(entry, dict) or not isinstance(entry.get("files"), dict) or not entry["files"]:
+            raise ModelFileError(f"corrupt surrogate metadata in {directory}: no model files for {target!r}")
+        io.verify_files(directory, entry["files"])
+        models[target] = cls.load(directory, list(entry["files"]), meta["hyperparameters"])
+    out = SurrogateSet(models, meta)
+    if meta.get("zero_cost"):
+        out.zero_cost_cache = directory / "zero_cost.json"
+    else:
+        out.predict([Arch.from_ordinal(0)])  # builds the encoding tables once, so the first query is fast
+    return out
+
+
+def query(
+    surrogate: SurrogateSet, archs: Sequence[ArchLike], targets: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Predictions (mean, std per target) plus the exact ``params_m`` (M) and ``flops_m`` (M MACs) of each
+    arch's CIFAR-10 network, one row per arch in the given order: what ``flatnas-bench query`` prints.
+
+    >>> query(load_surrogate("model_dir"), ["|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|"
+    ...        "skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"])                  # doctest: +SKIP
+    """
+    from flatnas_bench.costs import cost_arrays
+
+    frame = surrogate.predict(archs, targets)
+    params_m, flops_m = cost_arrays()
+    ordinals = [a.ordinal for a in _parse_all(list(frame["arch"]))]
+    frame["params_m"] = params_m[ordinals]
+    frame["flops_m"] = flops_m[ordinals]
+    return frame

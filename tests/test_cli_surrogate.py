@@ -1,0 +1,205 @@
+"""``flatnas-bench fit-surrogate`` and ``query`` in-process (typer's CliRunner) and once as a subprocess, on a
+small CSV, a real NB201 subset and the NATS fixture; user mistakes end in one line and exit code 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from flatnas_bench.costs import cost_arrays
+from flatnas_bench.space import iso_class, sample_archs
+
+ROOT = Path(__file__).resolve().parents[1]
+ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|none~0|nor_conv_3x3~1|avg_pool_3x3~2|"
+runner = CliRunner()
+
+
+def one_line_error(result) -> str:
+    assert result.exit_code == 2, result.output
+    lines = [s for s in result.stderr.splitlines() if s.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def small_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    archs = sample_archs(40, 11)
+    _, flops_m = cost_arrays()
+    flops = np.array([flops_m[a.canonical().ordinal] for a in archs])
+    frame = pd.DataFrame(
+        {"arch": [str(a) for a in archs], "val_acc": 80 + flops / 20, "flatness_r": flops / 50}
+    )
+    path = tmp_path_factory.mktemp("csv") / "small.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_dir(small_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("model") / "surrogate"
+    args = ["fit-surrogate", "--table", str(small_csv), "--targets", "val_acc,flatness_r", "--out", str(out)]
+    result = runner.invoke(app, [*args, "--folds", "3", "--models", "2", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert (
+        "kendall tau" in result.stdout
+        and "val_acc" in result.stdout
+        and "saved 2 surrogate(s)" in result.stdout
+    )
+    return out
+
+
+def test_fit_writes_json_models_and_metadata(model_dir: Path) -> None:
+    meta = json.loads((model_dir / "metadata.json").read_text())
+    assert meta["targets"] == ["val_acc", "flatness_r"] and meta["n_models"] == 2 and meta["folds"] == 3
+    assert set(meta["cv"]["val_acc"]) >= {"kendall_tau", "spearman_rho", "r2", "rmse"}
+    assert len(list(model_dir.glob("model_*.json"))) == 4
+
+
+def test_query_json_has_mean_std_and_costs(model_dir: Path, tmp_path: Path) -> None:
+    members = [str(a) for a in iso_class(ARCH)]
+    result = runner.invoke(app, ["query", *members, ARCH, "--json", "--surrogate", str(model_dir)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [r["arch"] for r in rows] == [*members, ARCH]
+    assert {"val_acc", "val_acc_std", "flatness_r", "flatness_r_std", "params_m", "flops_m"} <= set(rows[0])
+    assert len({r["val_acc"] for r in rows}) == 1  # isomorphs: identical predictions
+    assert rows[-1]["params_m"] == pytest.approx(0.802426)
+
+
+def test_query_file_and_table_output(model_dir: Path, tmp_path: Path) -> None:
+    arch_file = tmp_path / "archs.txt"
+    arch_file.write_text("arch\n# a comment\n" + "\n".join(str(a) for a in sample_archs(3, 2)) + "\n\n")
+    result = runner.invoke(
+        app, ["query", "--file", str(arch_file), "--surrogate", str(model_dir), "--targets", "val_acc"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "val_acc" in result.stdout and "±" in result.stdout and "flatness_r" not in result.stdout
+
+
+def test_user_mistakes_are_one_line(model_dir: Path, small_csv: Path, tmp_path: Path) -> None:
+    bad_target = runner.invoke(
+        app, ["fit-surrogate", "--table", str(small_csv), "--targets", "nope", "--out", str(tmp_path / "x")]
+    )
+    assert "nope" in one_line_error(bad_target) and "val_acc" in bad_target.stderr
+    query_target = runner.invoke(app, ["query", ARCH, "--surrogate", str(model_dir), "--targets", "nope"])
+    assert "predicts: val_acc, flatness_r" in one_line_error(query_target)
+    assert "invalid NB201 arch" in one_line_error(
+        runner.invoke(app, ["query", "|x~0|", "--surrogate", str(model_dir)])
+    )
+    assert "at least one arch" in one_line_error(runner.invoke(app, ["query", "--surrogate", str(model_dir)]))
+    missing = runner.invoke(app, ["query", ARCH, "--surrogate", str(tmp_path / "none")])
+    assert "surrogate directory not found" in one_line_error(missing)
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "metadata.json").write_text("{oops")
+    assert "corrupt surrogate metadata" in one_line_error(
+        runner.invoke(app, ["query", ARCH, "--surrogate", str(corrupt)])
+    )
+
+
+def test_default_surrogate_missing_says_pass_surrogate() -> None:
+    from flatnas_bench.errors import ModelFileError
+
+    try:
+        from flatnas_bench.bundled import bundled_surrogate_dir
+
+        bundled_surrogate_dir()
+    except (ImportError, ModelFileError):
+        assert "--surrogate" in one_line_error(runner.invoke(app, ["query", ARCH]))
+    else:
+        pytest.skip("this install bundles a surrogate")
+
+
+def test_real_nb201_subset(nb201_csv: Path, tmp_path: Path) -> None:
+    subset = tmp_path / "nb201_subset.csv"
+    pd.read_csv(nb201_csv).sample(300, random_state=0).to_csv(subset, index=False)
+    out = tmp_path / "nb201"
+    result = runner.invoke(
+        app,
+        [
+            "fit-surrogate",
+            "--table",
+            str(subset),
+            "--targets",
+            "cifar10_valid_acc_200ep",
+            "--out",
+            str(out),
+            "--models",
+            "2",
+            "--folds",
+            "3",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    tau = json.loads((out / "metadata.json").read_text())["cv"]["cifar10_valid_acc_200ep"]["kendall_tau"]
+    assert tau > 0.7
+
+
+def test_nats_fixture_fails_gracefully(shared_data: Path, tmp_path: Path) -> None:
+    path = shared_data / "nats-tss-fixture" / "NATS-tss-v1_0-3ffb9-simple"
+    if not path.exists():
+        pytest.skip(f"NATS fixture not found at {path}")
+    result = runner.invoke(
+        app,
+        [
+            "fit-surrogate",
+            "--table",
+            str(path),
+            "--targets",
+            "cifar10_valid_acc_200ep",
+            "--out",
+            str(tmp_path / "n"),
+        ],
+    )
+    assert "only 3 distinct archs" in one_line_error(result)
+
+
+def test_query_as_a_real_subprocess(model_dir: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "query", ARCH, "--json", "--surrogate", str(model_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)[0]["arch"] == ARCH
+
+
+def test_fit_and_query_on_our_sqlite_table(tmp_path: Path) -> None:
+    from flatnas_bench.protocol import get_protocol
+    from flatnas_bench.store import ResultStore
+
+    protocol = get_protocol("nb201")
+    path = tmp_path / "bench.sqlite"
+    with ResultStore(path) as store:
+        store.add_protocol(protocol)
+        for i, arch in enumerate(sample_archs(20, 0, unique=True)):
+            for seed in (0, 1):
+                row = {
+                    "arch": str(arch),
+                    "protocol": protocol.name,
+                    "protocol_hash": protocol.hash,
+                    "seed": seed,
+                }
+                store.add({**row, "val_acc": 50.0 + i + seed, "flatness_r": 0.1 * i})
+    out = tmp_path / "model"
+    targets = "cifar10_val_acc_nb201,cifar10_flatness_r_nb201"
+    result = runner.invoke(
+        app, ["fit-surrogate", "--table", str(path), "--targets", targets, "--out", str(out), "--models", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "metadata.json").read_text())
+    assert "protocol nb201" in meta["source"]["description"] and meta["source"]["n_rows"] == 20
+    rows = json.loads(runner.invoke(app, ["query", ARCH, "--json", "--surrogate", str(out)]).stdout)
+    assert np.isfinite(rows[0]["cifar10_val_acc_nb201"]) and rows[0]["cifar10_flatness_r_nb201_std"] >= 0
