@@ -1,0 +1,175 @@
+"""The FlatNAS loop against a table oracle: picks, budget, determinism and resume."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flatnas_bench.errors import ConfigError, TableError
+from flatnas_bench.loop import LoopConfig, TableOracle, needed_targets, run_loop, spread_picks
+from flatnas_bench.objectives import Objective
+from flatnas_bench.search import SearchConfig, exhaustive
+from flatnas_bench.space import Arch, canonical_archs
+
+SEARCH = SearchConfig(pop_size=20, n_gen=8)
+
+
+def _onehot(archs) -> np.ndarray:
+    ops = np.array([a.ops for a in archs])
+    return np.concatenate([(ops == k).astype(float) for k in range(5)] + [np.ones((len(archs), 1))], axis=1)
+
+
+class LinearSurrogate:
+    """Least squares on one-hot ops: a fast stand-in with the SurrogateSet predict contract."""
+
+    def __init__(self, archive: pd.DataFrame, targets: list[str]) -> None:
+        self.targets = list(targets)
+        X = _onehot([Arch.from_str(s) for s in archive["arch"]])
+        self.coef = {t: np.linalg.lstsq(X, archive[t].to_numpy(float), rcond=None)[0] for t in targets}
+
+    def predict(self, archs):
+        X = _onehot(archs)
+        out = {"arch": [str(a) for a in archs]}
+        for t, coef in self.coef.items():
+            out[t], out[f"{t}_std"] = X @ coef, np.zeros(len(archs))
+        return pd.DataFrame(out)
+
+
+def linear_fit(archive, targets, seed):
+    return LinearSurrogate(archive, targets)
+
+
+@pytest.fixture(scope="module")
+def oracle_table() -> pd.DataFrame:
+    """A synthetic benchmark over every canonical arch: a non-linear 'accuracy' and a 'flatness'."""
+    archs = list(canonical_archs())
+    ops = np.array([a.ops for a in archs])
+    conv3, conv1, none = (ops == 3).sum(1), (ops == 2).sum(1), (ops == 0).sum(1)
+    acc = 70 + 4 * conv3 + 2 * conv1 - 3 * none - 0.6 * conv3**2 + 0.3 * (ops[:, 5] == 3)
+    return pd.DataFrame(
+        {"arch": [str(a) for a in archs], "acc": acc, "flatness_r": 1 + 0.3 * conv3 + 0.1 * none}
+    )
+
+
+def test_needed_targets():
+    assert needed_targets(["fom", "params"]) == ["val_acc", "flatness_r"]
+    assert needed_targets(["fom(acc=acc,r=gap)", "acc:max", "flops"]) == ["acc", "gap"]
+
+
+def test_spread_picks_are_new_distinct_and_spread():
+    objectives = [
+        Objective("conv3", "max", lambda archs: np.array([a.ops.count(3) for a in archs], float)),
+        Objective("opsum", "min", lambda archs: np.array([sum(a.ops) for a in archs], float)),
+    ]
+    result = exhaustive(objectives)
+    front = result.front_archs
+    picks = spread_picks(result, 4, exclude={front[0]})
+    assert len(picks) == len(set(picks)) == 4 and front[0] not in picks
+    assert all(p in front for p in picks)
+    values = result.values()[[result.archs.index(p) for p in picks], 0]
+    assert values.max() - values.min() >= 4  # spread along the front, not clustered at one end
+    assert len(spread_picks(result, 50)) == 50  # runs on into the next non-dominated ranks
+
+
+def test_loop_spends_the_budget_on_distinct_archs(oracle_table, tmp_path):
+    oracle = TableOracle(oracle_table, archive=tmp_path / "archive.csv")
+    config = LoopConfig(budget=32, n_init=12, k=5, seed=1, search=SEARCH)
+    result = run_loop(oracle, ["acc", "params"], config=config, fit=linear_fit, log_path=tmp_path / "log.csv")
+    archs = result.archive["arch"]
+    assert len(archs) == 32 and archs.is_unique
+    assert all(Arch.from_str(a).is_canonical for a in archs)
+    log = pd.read_csv(tmp_path / "log.csv")
+    assert list(log["iteration"]) == [0, 1, 2, 3, 4]
+    assert list(log["n_evaluated"]) == [12, 17, 22, 27, 32]
+    assert (np.diff(log["hypervolume"]) >= -1e-12).all()  # the archive only grows
+    assert (np.diff(log["best_acc"]) >= 0).all()
+    assert log["best_acc"].iloc[-1] >= log["best_acc"].iloc[0]
+    assert len(result.front) >= 1
+
+
+def test_loop_resumes_where_it_stopped(oracle_table, tmp_path):
+    config = LoopConfig(budget=30, n_init=10, k=5, seed=2, search=SEARCH)
+    whole = run_loop(TableOracle(oracle_table), ["acc:max"], config=config, fit=linear_fit)
+    path, log = tmp_path / "archive.csv", tmp_path / "log.csv"
+    first = LoopConfig(budget=20, n_init=10, k=5, seed=2, search=SEARCH)
+    run_loop(TableOracle(oracle_table, archive=path), ["acc:max"], config=first, fit=linear_fit, log_path=log)
+    assert len(pd.read_csv(path)) == 20
+    resumed = run_loop(
+        TableOracle(oracle_table, archive=path), ["acc:max"], config=config, fit=linear_fit, log_path=log
+    )
+    assert list(resumed.archive["arch"]) == list(whole.archive["arch"])
+    assert list(resumed.log["iteration"]) == list(range(5))
+    again = run_loop(
+        TableOracle(oracle_table, archive=path), ["acc:max"], config=config, fit=linear_fit, log_path=log
+    )
+    assert len(again.archive) == 30 and len(again.log) == 5  # nothing left to do
+
+
+def test_loop_with_fom_and_errors(oracle_table):
+    result = run_loop(
+        TableOracle(oracle_table),
+        ["fom(acc=acc)", "params"],
+        constraints=["params<=1.0"],
+        config=LoopConfig(budget=20, n_init=10, k=5, search=SEARCH),
+        fit=linear_fit,
+    )
+    assert len(result.archive) == 20 and "best_fom" in result.log
+    with pytest.raises(ConfigError, match="no measured quantity"):
+        run_loop(TableOracle(oracle_table), ["params", "flops"], fit=linear_fit)
+    with pytest.raises(ConfigError, match="n_init"):
+        LoopConfig(budget=5, n_init=10)
+    with pytest.raises(TableError, match="no column"):
+        TableOracle(oracle_table, metrics=["nope"])
+
+
+@pytest.mark.slow
+def test_loop_with_the_engine_completes_and_resumes(tmp_path, monkeypatch):
+    from test_bench import TINY, make_imagefolder  # the bench tests' tiny protocol and image folder
+
+    from flatnas_bench.bench import resolve_protocol
+    from flatnas_bench.loop import EngineEvaluator
+
+    monkeypatch.setenv("FLATNAS_CACHE", str(tmp_path / "cache"))
+    data = make_imagefolder(tmp_path / "images", train_per_class=8, test_per_class=2)
+    protocol = resolve_protocol("proxy", {**TINY, "epochs": 1})
+
+    def engine() -> EngineEvaluator:
+        return EngineEvaluator(protocol, tmp_path / "loop.sqlite", data, threads=1, progress=False)
+
+    specs, log = ["fom", "params"], tmp_path / "log.csv"
+    config = LoopConfig(budget=4, n_init=3, k=1, search=SEARCH)
+    first = run_loop(engine(), specs, config=config, fit=linear_fit, log_path=log)
+    assert len(first.archive) == 4 and {"val_acc", "flatness_r"} <= set(first.archive)
+    config = LoopConfig(budget=5, n_init=3, k=1, search=SEARCH)
+    resumed = run_loop(engine(), specs, config=config, fit=linear_fit, log_path=log)
+    assert list(resumed.archive["arch"])[:4] == list(first.archive["arch"]) and len(resumed.archive) == 5
+    assert list(resumed.log["iteration"]) == [0, 1, 2]
+
+
+def test_cli_loop_with_an_oracle_csv(oracle_table, tmp_path):
+    from typer.testing import CliRunner
+
+    import cli.search  # noqa: F401  (registers loop)
+    from cli.app import app
+
+    csv = tmp_path / "oracle.csv"
+    oracle_table.to_csv(csv, index=False)
+    args = ["loop", "--oracle", str(csv), "-o", "acc", "-o", "params", "--budget", "15", "--n-init", "10"]
+    args += ["-k", "5", "--max-params", "1.0", "--out", str(tmp_path / "run")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "iter 1: 15 evaluated" in result.output
+    assert len(pd.read_csv(tmp_path / "run" / "archive.csv")) == 15
+    assert (
+        pd.read_csv(tmp_path / "run" / "front.csv")["arch"].map(Arch.from_str).map(lambda a: a.is_canonical)
+    ).all()
+    bad = CliRunner().invoke(app, ["loop", "-o", "acc"])
+    assert bad.exit_code == 2 and "choose one evaluator" in bad.output
+
+
+def test_fom_log_is_monotone(oracle_table):
+    config = LoopConfig(budget=30, n_init=10, k=5, seed=3, search=SEARCH)
+    result = run_loop(TableOracle(oracle_table), ["fom(acc=acc)", "params"], config=config, fit=linear_fit)
+    assert (np.diff(result.log["hypervolume"]) >= -1e-12).all()
+    assert (np.diff(result.log["best_fom"]) <= 1e-12).all()

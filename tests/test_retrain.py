@@ -1,0 +1,89 @@
+"""Retraining report: pick loading, the seed summary, and the Markdown/CSV/PNG report on synthetic rows."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flatnas_bench.errors import ConfigError
+from flatnas_bench.retrain import load_picks, summarise, write_report
+from flatnas_bench.space import Arch
+
+PICK = Arch.from_str(
+    "|nor_conv_3x3~0|+|none~0|nor_conv_1x1~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
+)
+OTHER = Arch.from_str("|nor_conv_1x1~0|+|none~0|none~1|+|skip_connect~0|nor_conv_1x1~1|none~2|")
+BASE = Arch((3,) * 6)
+
+
+def _rows() -> pd.DataFrame:
+    rows = []
+    for arch, acc, corr, r in ((PICK, 92.0, 70.0, 2.0), (OTHER, 88.0, 66.0, 1.5), (BASE, 93.0, 67.0, 4.0)):
+        for seed in (0, 1):
+            rows.append(
+                {"arch": str(arch), "seed": seed, "val_acc": acc - 1 + seed, "test_acc": acc + seed,
+                 "flatness_r": r, "corr_acc_mean": corr + seed, "mce": 100 - corr, "error": None}
+            )  # fmt: skip
+    rows.append({"arch": str(PICK), "seed": 2, "val_acc": np.nan, "error": "diverged: loss nan at epoch 1"})
+    return pd.DataFrame(rows)
+
+
+def test_summary_averages_seeds_and_skips_failures():
+    summary = summarise(_rows(), [PICK, OTHER], BASE)
+    assert list(summary["role"]) == ["pick", "pick", "baseline"]
+    first = summary.iloc[0]
+    assert first["n_seeds"] == 2 and first["test_acc"] == 92.5
+    assert first["test_acc_std"] == pytest.approx(np.std([92.0, 93.0], ddof=1))
+    assert first["params_m"] == pytest.approx(0.615386, abs=1e-6)  # NB201 C=16, N=5 when rows lack params
+    both = summarise(_rows(), [BASE], BASE)
+    assert list(both["role"]) == ["pick+baseline"]
+
+
+def test_report_files(tmp_path):
+    paths = write_report(summarise(_rows(), [PICK, OTHER], BASE), tmp_path / "report", title="test report")
+    md = paths["md"].read_text()
+    assert md.startswith("# test report")
+    assert str(BASE).replace("|", "\\|") in md  # escaped inside the table
+    header = next(line for line in md.splitlines() if line.startswith("| arch"))
+    rows = [line for line in md.splitlines() if line.startswith("| `")]
+    assert len(rows) == 3 and all(r.replace("\\|", "").count("|") == header.count("|") for r in rows)
+    assert "corr_acc_mean +3.00 %" in md  # PICK minus baseline, mean over seeds (70.5 - 67.5)
+    assert len(pd.read_csv(paths["csv"])) == 3
+    assert paths["png"].stat().st_size > 10_000
+
+
+def test_load_picks(tmp_path):
+    csv = tmp_path / "pareto.csv"
+    pd.DataFrame({"arch": [str(PICK), str(OTHER)], "params": [0.6, 0.2]}).to_csv(csv, index=False)
+    assert load_picks(csv) == [PICK, OTHER]
+    js = tmp_path / "pareto.json"
+    js.write_text(json.dumps({"pareto": [{"arch": str(OTHER)}]}))
+    assert load_picks(js) == [OTHER]
+    with pytest.raises(ConfigError, match="no Pareto file"):
+        load_picks(tmp_path / "missing.csv")
+    (tmp_path / "bad.csv").write_text("x\n1\n")
+    with pytest.raises(ConfigError, match="cannot read archs"):
+        load_picks(tmp_path / "bad.csv")
+
+
+@pytest.mark.slow
+def test_retrain_with_the_engine_on_cpu(tmp_path, monkeypatch):
+    from test_bench import TINY, make_imagefolder  # the bench tests' tiny protocol and image folder
+
+    from flatnas_bench.bench import resolve_protocol
+    from flatnas_bench.retrain import retrain
+
+    monkeypatch.setenv("FLATNAS_CACHE", str(tmp_path / "cache"))
+    data = make_imagefolder(tmp_path / "images", train_per_class=8, test_per_class=4)
+    protocol = resolve_protocol("proxy", {**TINY, "epochs": 1, "corruption_subset": 4})
+    summary = retrain(
+        [OTHER], protocol=protocol, data_path=data, table_path=tmp_path / "rt.sqlite", baseline=PICK,
+        out=tmp_path / "report", seeds=[0], threads=1, progress=False,
+    )  # fmt: skip
+    assert list(summary["role"]) == ["pick", "baseline"] and (summary["n_seeds"] == 1).all()
+    assert summary[["test_acc", "flatness_r", "corr_acc_mean"]].notna().all().all()
+    assert summary["params_m"].iloc[0] < 0.01  # the proxy network's own size (C=4, N=1), from the rows
+    assert (tmp_path / "report" / "retrain.png").exists() and (tmp_path / "report" / "retrain.md").exists()
