@@ -44,3 +44,12 @@ def command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callabl
         return app.command(*args, **kwargs)(wrapper)
 
     return decorate
+
+
+def wide_console():
+    """A rich console for tables: the terminal's width, or 200 columns when output is piped (so arch
+    strings and metric names stay on one line in logs)."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=200)

@@ -17,8 +17,6 @@ from typing import Annotated
 import typer
 
 from cli.app import command
-from flatnas_bench.corruptions import ALL_CORRUPTIONS, SEVERITIES, save_corruption_grid, write_corruption_set
-from flatnas_bench.data import load_images
 from flatnas_bench.errors import ConfigError
 
 DataOpt = Annotated[
@@ -26,17 +24,21 @@ DataOpt = Annotated[
 ]
 DatasetOpt = Annotated[str, typer.Option("--dataset", help="cifar10 or cifar100.")]
 CorruptionsOpt = Annotated[
-    str, typer.Option("--corruptions", help="Comma-separated names (default: the 15 benchmark + 4 extra).")
+    str, typer.Option("--corruptions", help="Comma-separated names, or 'all' (the 15 benchmark + 4 extra).")
 ]
 SeveritiesOpt = Annotated[str, typer.Option("--severities", help="Comma-separated severities in 1..5.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of every random draw (non-negative).")]
 
 
-ALL_NAMES = ",".join(ALL_CORRUPTIONS)
-ALL_SEVERITIES = ",".join(map(str, SEVERITIES))
+ALL_NAMES = "all"  # resolved when the command runs: the corruption module pulls in torch
+ALL_SEVERITIES = "1,2,3,4,5"
 
 
 def _names(text: str) -> list[str]:
+    if text.strip() == ALL_NAMES:
+        from flatnas_bench.corruptions import ALL_CORRUPTIONS
+
+        return list(ALL_CORRUPTIONS)
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
@@ -59,6 +61,9 @@ def corrupt(
 ) -> None:
     """Generate corrupted copies of the clean test set, once, in the official CIFAR-C layout."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from flatnas_bench.corruptions import write_corruption_set
+    from flatnas_bench.data import load_images
 
     test = load_images(data, dataset).test
     if subset is not None and not 0 < subset <= len(test):
@@ -90,6 +95,9 @@ def corrupt_grid(
     scale: Annotated[int, typer.Option("--scale", help="Enlargement of each 32 px image.")] = 3,
 ) -> None:
     """Write a PNG grid of one test image: rows = corruptions, columns = clean + severities."""
+    from flatnas_bench.corruptions import save_corruption_grid
+    from flatnas_bench.data import load_images
+
     test = load_images(data, dataset).test
     if not 0 <= index < len(test):
         raise ConfigError(f"--index must be between 0 and {len(test) - 1}, got {index}")

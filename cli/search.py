@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from cli.app import command
+from cli.app import command, wide_console
 from flatnas_bench.errors import ConfigError
 from flatnas_bench.objectives import DEFAULT_ALPHA, describe_objectives
 
@@ -38,7 +37,7 @@ def _print_frame(frame, title: str, limit: int) -> None:
         table.add_column(column, overflow="fold", justify="left" if column == "arch" else "right")
     for _, row in frame.head(limit).iterrows():
         table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
-    console = Console(width=220)
+    console = wide_console()
     console.print(table)
     if len(frame) > limit:
         console.print(f"... {len(frame) - limit} more rows (see --out)")

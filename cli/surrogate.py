@@ -6,15 +6,16 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from cli.app import command
+from cli.app import command, wide_console
 from flatnas_bench.errors import ConfigError, DataError, ModelFileError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _fmt(value: float, digits: int = 4) -> str:
@@ -26,7 +27,7 @@ def _fmt(value: float, digits: int = 4) -> str:
 def cv_table(report: pd.DataFrame, title: str) -> Table:
     """The CV report (one row per target) as a rich table."""
     table = Table(title=title)
-    table.add_column("target", overflow="fold")
+    table.add_column("target", no_wrap=True)
     for name in ("kendall tau", "spearman rho", "R2", "RMSE", "archs", "folds"):
         table.add_column(name, justify="right")
     for row in report.itertuples(index=False):
@@ -68,6 +69,13 @@ def fit_surrogate_command(
         ),
     ] = False,
     model: Annotated[str, typer.Option(help="Surrogate model from the registry.")] = "xgboost",
+    bootstrap: Annotated[
+        bool,
+        typer.Option(
+            "--bootstrap",
+            help="Each ensemble member trains on a bootstrap resample (a wider, more honest std).",
+        ),
+    ] = False,
 ) -> None:
     """Fit one surrogate ensemble per target, print k-fold Kendall tau / Spearman rho / R2 / RMSE, save."""
     from flatnas_bench.table import load_table
@@ -78,10 +86,17 @@ def fit_surrogate_command(
     names = [t.strip() for t in targets.split(",") if t.strip()]
     bench = load_table(table)
     fitted = fit_surrogate(
-        bench, names, n_models=models, seed=seed, folds=folds, zero_cost=zero_cost, model=model
+        bench,
+        names,
+        n_models=models,
+        seed=seed,
+        folds=folds,
+        zero_cost=zero_cost,
+        model=model,
+        params={"bootstrap": True} if bootstrap else None,
     )
     fitted.save(out)
-    console = Console()
+    console = wide_console()
     console.print(cv_table(fitted.cv_report, f"{folds}-fold cross-validation on {table}"))
     console.print(f"saved {len(names)} surrogate(s) ({model}, {models} members each) to {out}")
 
@@ -143,4 +158,4 @@ def query_command(
     for row in frame.to_dict(orient="records"):
         cells = [f"{row[t]:.3f} ± {row[t + '_std']:.3f}" for t in shown]
         table.add_row(row["arch"], *cells, f"{row['params_m']:.6f}", f"{row['flops_m']:.5f}")
-    Console().print(table)
+    wide_console().print(table)

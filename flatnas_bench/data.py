@@ -312,6 +312,20 @@ def make_splits(
 # ------------------------------------------------------------------------------------------- on device
 
 
+def protocol_splits(path: str | os.PathLike, protocol) -> Splits:
+    """The train/val/test splits a :class:`~flatnas_bench.protocol.Protocol` asks for, of the dataset at
+    ``path`` (decoded once, then read from the cache)."""
+    ds = load_images(path, protocol.dataset)
+    return make_splits(
+        ds,
+        split=protocol.split,
+        val_size=protocol.val_size,
+        train_subset=protocol.train_subset,
+        test_size=protocol.test_size,
+        seed=protocol.seed,
+    )
+
+
 class DeviceData:
     """The splits as uint8 NCHW tensors resident on ``device``, with batch drawing and augmentation.
 
@@ -349,7 +363,8 @@ class DeviceData:
 
     def images(self, x: np.ndarray) -> torch.Tensor:
         """uint8 (n, H, W, 3) array -> uint8 (n, 3, r, r) tensor on the device at this data's resolution."""
-        t = torch.as_tensor(np.ascontiguousarray(x)).to(self.device).permute(0, 3, 1, 2).contiguous()
+        x = x if x.flags.writeable else np.array(x)  # a read-only cache slice: copy, never share
+        t = torch.as_tensor(x).to(self.device).permute(0, 3, 1, 2).contiguous()
         if t.shape[-1] != self.resolution:
             t = F.interpolate(t.float(), size=(self.resolution, self.resolution), mode="area")
             t = t.round_().clamp_(0, 255).to(torch.uint8)
@@ -432,15 +447,11 @@ class DeviceData:
         cls, path: str | os.PathLike, protocol, device: str | torch.device = "cpu"
     ) -> DeviceData:
         """Load, split and place the data a :class:`~flatnas_bench.protocol.Protocol` asks for."""
-        ds = load_images(path, protocol.dataset)
-        splits = make_splits(
-            ds,
-            split=protocol.split,
-            val_size=protocol.val_size,
-            train_subset=protocol.train_subset,
-            test_size=protocol.test_size,
-            seed=protocol.seed,
-        )
+        return cls.from_splits(protocol_splits(path, protocol), protocol, device)
+
+    @classmethod
+    def from_splits(cls, splits: Splits, protocol, device: str | torch.device = "cpu") -> DeviceData:
+        """Place already-made splits (e.g. shipped to a Ray actor) with the protocol's resolution and crop."""
         data = cls(splits, device=device, resolution=protocol.resolution, crop_pad=protocol.crop_pad)
         data.key = cls.protocol_key(protocol)
         return data

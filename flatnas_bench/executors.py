@@ -80,8 +80,7 @@ class Worker:
         if context.splits is None:
             self.data = DeviceData.for_protocol(context.data_path, context.protocol, device)
         else:
-            self.data = DeviceData(context.splits, device, resolution=context.protocol.resolution)
-            self.data.key = DeviceData.protocol_key(context.protocol)  # lets evaluate_candidate check it
+            self.data = DeviceData.from_splits(context.splits, context.protocol, device)
 
     def run(self, job: CandidateJob) -> dict[str, Any]:
         """Train and measure ``job``; an exception becomes a failed row naming it (the run goes on)."""
@@ -417,13 +416,11 @@ class _RayWorker:
 
 
 def load_splits(context: RunContext) -> Splits:
-    """The protocol's splits of the dataset at ``context.data_path`` (decoded once, then from the cache),
-    for executors that ship the images to their workers instead of a path."""
-    from flatnas_bench.data import load_images, make_splits
+    """The protocol's splits of the dataset at ``context.data_path``, for executors that ship the images
+    to their workers instead of a path."""
+    from flatnas_bench.data import protocol_splits
 
-    p = context.protocol
-    ds = load_images(context.data_path, p.dataset)
-    return make_splits(ds, split=p.split, val_size=p.val_size, train_subset=p.train_subset, seed=p.seed)
+    return protocol_splits(context.data_path, context.protocol)
 
 
 def _import_ray() -> Any:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -59,6 +60,28 @@ def _parse_all(values: Sequence[ArchLike]) -> list[Arch]:
     return [(table.get(v) if isinstance(v, str) else None) or as_arch(v) for v in values]
 
 
+def resolve_target(name: str, available: Sequence[str]) -> str:
+    """``name`` itself when the table has it, else the one metric that carries it between a dataset prefix
+    and a protocol suffix (``val_acc`` -> ``cifar10_val_acc_proxy``), preferring the shortest suffix
+    (``flatness_r`` is ``..._flatness_r_proxy``, not ``..._flatness_r_std_proxy``). Several equally good
+    matches raise; no match returns ``name`` unchanged for the caller's error.
+
+    >>> resolve_target("flatness_r", ["cifar10_flatness_r_std_proxy", "cifar10_flatness_r_proxy"])
+    'cifar10_flatness_r_proxy'
+    """
+    if name in available:
+        return name
+    pattern = re.compile(rf"[a-z0-9]+_{re.escape(name)}_(.+)")
+    matches = [(m.group(1).count("_"), c) for c in available if (m := pattern.fullmatch(c))]
+    if not matches:
+        return name
+    best = min(depth for depth, _ in matches)
+    chosen = [c for depth, c in matches if depth == best]
+    if len(chosen) > 1:
+        raise TableError(f"ambiguous target {name!r}: say which of {', '.join(chosen)}")
+    return chosen[0]
+
+
 def _training_frame(table: Any, targets: Sequence[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Arch strings and target columns of ``table`` (a BenchTable or a DataFrame with an ``arch`` column),
     and a description of the source with a content hash of exactly those columns."""
@@ -74,6 +97,7 @@ def _training_frame(table: Any, targets: Sequence[str]) -> tuple[pd.DataFrame, d
         description = str(table.source)  # the path, plus the protocol for our own tables
     if not targets:
         raise ConfigError("give at least one target; available: " + ", ".join(available))
+    targets = [resolve_target(t, available) for t in targets]
     unknown = [t for t in targets if t not in available]
     if unknown:
         raise TableError(f"unknown target(s) {', '.join(unknown)}; the table has: {', '.join(available)}")
@@ -237,6 +261,7 @@ def fit_surrogate(
     surrogate_class(model)
     params = {**(params or {}), "n_models": n_models}
     frame, source = _training_frame(table, list(targets))
+    targets = [c for c in frame.columns if c != "arch"]  # short names resolved to the table's metrics
     X_by_target: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     names: list[str] = []
     for target in targets:

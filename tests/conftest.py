@@ -33,3 +33,14 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def nb201_csv() -> Path:
     return require_shared("nb201", "nb201_accuracy.csv")
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Every test runs torch on one thread: reproducible numbers and no oversubscription under xdist."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

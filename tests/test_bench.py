@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
+from helpers import CONV, MIXED, SKIP, SKIP_TWIN, make_imagefolder, tiny_protocol
 
 from flatnas_bench.bench import (
     balanced_subset,
@@ -23,40 +23,7 @@ from flatnas_bench.bench import (
 )
 from flatnas_bench.errors import ConfigError, DataError
 from flatnas_bench.executors import Executor, RunContext, failed_row
-from flatnas_bench.space import Arch
 from flatnas_bench.store import ResultStore
-
-# A protocol small enough for tests: a 4-channel, 1-cell network at 16x16, 2 epochs, 2 flatness draws.
-TINY = {
-    "C": 4,
-    "N": 1,
-    "resolution": 16,
-    "epochs": 2,
-    "batch_size": 32,
-    "val_size": 40,
-    "flatness_draws": 2,
-    "corruption_subset": 0,
-}
-TINY_SETTINGS = [f"{k}={v}" for k, v in TINY.items()]
-CONV = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
-SKIP = Arch.from_ops((1, 0, 0, 0, 0, 1))
-SKIP_TWIN = next(a for a in SKIP.neighbours() if a.iso_key == SKIP.iso_key and a != SKIP.canonical())
-MIXED = "|nor_conv_1x1~0|+|skip_connect~0|avg_pool_3x3~1|+|none~0|nor_conv_3x3~1|nor_conv_1x1~2|"
-
-
-def make_imagefolder(root: Path, train_per_class: int = 16, test_per_class: int = 4, seed: int = 0) -> Path:
-    """A 10-class 32x32 ImageFolder (``train/<class>/*.png``, ``test/...``) whose classes differ in colour,
-    so a tiny network learns something in 2 epochs."""
-    rng = np.random.default_rng(seed)
-    for split, count in (("train", train_per_class), ("test", test_per_class)):
-        for c in range(10):
-            folder = root / split / f"class{c}"
-            folder.mkdir(parents=True, exist_ok=True)
-            colour = np.array([(37 * c) % 256, (91 * c + 40) % 256, (255 - 23 * c) % 256], np.float64)
-            for i in range(count):
-                image = np.clip(colour + rng.normal(0, 50, (32, 32, 3)), 0, 255).astype(np.uint8)
-                Image.fromarray(image).save(folder / f"{i:03d}.png")
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +41,6 @@ def _restore_threads() -> Iterator[None]:
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
-
-
-def tiny_protocol(**extra: Any):
-    return resolve_protocol("proxy", {**TINY, **extra})
 
 
 def test_bench_dedupes_isomorphs_and_resumes_without_duplicates(tmp_path, tiny_data):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from test_bench import TINY_SETTINGS, make_imagefolder
+from helpers import TINY_SETTINGS, make_imagefolder
 from typer.testing import CliRunner
 
 from cli.main import app

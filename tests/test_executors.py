@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 import torch
-from test_bench import CONV, MIXED, SKIP, make_imagefolder, tiny_protocol
+from helpers import CONV, MIXED, SKIP, make_imagefolder, tiny_protocol
 
 from flatnas_bench.candidate import CandidateJob
 from flatnas_bench.data import load_images

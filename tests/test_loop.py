@@ -125,7 +125,7 @@ def test_loop_with_fom_and_errors(oracle_table):
 
 @pytest.mark.slow
 def test_loop_with_the_engine_completes_and_resumes(tmp_path, monkeypatch):
-    from test_bench import TINY, make_imagefolder  # the bench tests' tiny protocol and image folder
+    from helpers import TINY, make_imagefolder  # the bench tests' tiny protocol and image folder
 
     from flatnas_bench.bench import resolve_protocol
     from flatnas_bench.loop import EngineEvaluator

@@ -71,7 +71,7 @@ def test_load_picks(tmp_path):
 
 @pytest.mark.slow
 def test_retrain_with_the_engine_on_cpu(tmp_path, monkeypatch):
-    from test_bench import TINY, make_imagefolder  # the bench tests' tiny protocol and image folder
+    from helpers import TINY, make_imagefolder  # the bench tests' tiny protocol and image folder
 
     from flatnas_bench.bench import resolve_protocol
     from flatnas_bench.retrain import retrain

@@ -24,7 +24,7 @@ from surrogates import (
     query,
     rank_metrics,
 )
-from surrogates.api import class_means
+from surrogates.api import class_means, resolve_target
 from surrogates.features import cell_stats, featurize
 from surrogates.zero_cost import PROXIES, ZeroCostConfig, zero_cost_matrix
 
@@ -151,6 +151,28 @@ def test_unknown_target_lists_the_available_ones(fitted: SurrogateSet) -> None:
         fit_surrogate(synthetic_frame(), ["nope"], folds=0, params=FAST)
     with pytest.raises(ConfigError, match=r"unknown target.*nope.*predicts: acc, loss"):
         fitted.predict([all_archs()[0]], targets=["nope"])
+
+
+def test_short_target_names_resolve_to_the_result_metric() -> None:
+    metrics = ["cifar10_val_acc_proxy", "cifar10_flatness_r_std_proxy", "cifar10_flatness_r_proxy", "acc"]
+    assert resolve_target("val_acc", metrics) == "cifar10_val_acc_proxy"
+    assert resolve_target("flatness_r", metrics) == "cifar10_flatness_r_proxy"  # not the _std column
+    assert resolve_target("acc", metrics) == "acc"  # an exact name wins
+    assert resolve_target("nope", metrics) == "nope"  # left for the caller's unknown-target error
+    with pytest.raises(TableError, match="ambiguous target 'test_acc'"):
+        resolve_target("test_acc", ["cifar10_test_acc_200ep", "cifar100_test_acc_200ep"])
+    frame = synthetic_frame().rename(columns={"acc": "cifar10_acc_proxy"})
+    fitted = fit_surrogate(frame, ["acc"], n_models=1, folds=0, params=FAST)
+    assert fitted.targets == ["cifar10_acc_proxy"]
+
+
+def test_bootstrap_members_spread_wider() -> None:
+    frame = synthetic_frame()
+    plain = fit_surrogate(frame, ["acc"], n_models=3, folds=0, params=FAST)
+    bagged = fit_surrogate(frame, ["acc"], n_models=3, folds=0, params={**FAST, "bootstrap": True})
+    archs = sample_archs(50, 7)
+    spread = {k: m.predict(archs)["acc_std"].mean() for k, m in (("plain", plain), ("bagged", bagged))}
+    assert spread["bagged"] > spread["plain"] > 0
 
 
 def test_too_few_archs_is_a_clear_error() -> None:

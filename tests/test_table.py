@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import require_shared
 
 from flatnas_bench.errors import ArchError, TableError
 from flatnas_bench.space import Arch, all_archs, canonical_archs, iso_class
 from flatnas_bench.table import BenchTable, load_table
-from tests.conftest import require_shared
 
 INDEX0 = "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|"
 INDEX1 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"

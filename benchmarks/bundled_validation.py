@@ -1,0 +1,128 @@
+"""The three validations of the bundled benchmark that the README reports.
+
+1. Fidelity: Kendall tau between the proxy's validation accuracy and NAS-Bench-201's 200-epoch CIFAR-10 test
+   accuracy over the same archs (the NB201 CSV is read for this check only; it is never bundled).
+2. The FlatNAS claim: Spearman correlation between flatness R (accuracy drop under weight noise; lower is
+   flatter) and mean corruption accuracy across archs, and the partial Spearman correlation controlling for
+   clean test accuracy (Pearson correlation of the rank residuals after regressing both ranks on the rank of
+   clean accuracy), with a scatter plot.
+3. The bundled surrogate's 5-fold cross-validated Kendall tau per target (read from its metadata).
+
+    python benchmarks/bundled_validation.py [--table T] [--nb201 CSV] [--surrogate DIR] [--plot PNG]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from flatnas_bench.bundled import BUNDLED_DIR, SURROGATE_DIR, TABLE_FILE
+
+ROOT = Path(__file__).resolve().parents[1]
+NB201_COLUMN = "cifar10_test_acc_200ep"
+
+
+def partial_spearman(x: np.ndarray, y: np.ndarray, control: np.ndarray) -> tuple[float, float]:
+    """Spearman correlation of ``x`` and ``y`` with the (rank-linear) effect of ``control`` removed, and its
+    two-sided p-value (t test with n - 3 degrees of freedom)."""
+    rx, ry, rc = (stats.rankdata(v) for v in (x, y, control))
+    design = np.column_stack([np.ones_like(rc), rc])
+    res_x = rx - design @ np.linalg.lstsq(design, rx, rcond=None)[0]
+    res_y = ry - design @ np.linalg.lstsq(design, ry, rcond=None)[0]
+    r = float(np.corrcoef(res_x, res_y)[0, 1])
+    dof = len(x) - 3
+    t = r * math.sqrt(dof / max(1e-12, 1 - r * r))
+    return r, float(2 * stats.t.sf(abs(t), dof))
+
+
+def fidelity(table: pd.DataFrame, nb201_csv: Path) -> None:
+    nb201 = pd.read_csv(nb201_csv, usecols=["arch", NB201_COLUMN])
+    joined = table.merge(nb201, on="arch", how="inner")
+    print(f"\n1. Fidelity: proxy vs NB201 {NB201_COLUMN} over {len(joined)} archs (same arch strings)")
+    for column in ("val_acc", "test_acc"):
+        tau = stats.kendalltau(joined[column], joined[NB201_COLUMN])
+        rho = stats.spearmanr(joined[column], joined[NB201_COLUMN])
+        print(f"   proxy {column:8}  Kendall tau {tau.statistic:+.3f}  Spearman rho {rho.statistic:+.3f}")
+    top = joined.nlargest(max(1, len(joined) // 10), "val_acc")
+    print(
+        f"   NB201 accuracy of the proxy's top 10% by val_acc: mean {top[NB201_COLUMN].mean():.2f} "
+        f"(all measured archs: {joined[NB201_COLUMN].mean():.2f}, "
+        f"best measured: {joined[NB201_COLUMN].max():.2f})"
+    )
+
+
+def flatness_claim(table: pd.DataFrame, plot: Path | None) -> None:
+    r, corr, clean = (table[c].to_numpy(np.float64) for c in ("flatness_r", "corr_acc_mean", "test_acc"))
+    rho = stats.spearmanr(r, corr)
+    rho_clean = stats.spearmanr(r, clean)
+    partial, p_partial = partial_spearman(r, corr, clean)
+    print(f"\n2. FlatNAS claim over {len(table)} archs (R: accuracy drop under weight noise, low = flat)")
+    for label, value, p in (
+        ("Spearman(R, corruption acc)", rho.statistic, rho.pvalue),
+        ("Spearman(R, clean test acc)", rho_clean.statistic, rho_clean.pvalue),
+        ("partial Spearman(R, corr | clean acc)", partial, p_partial),
+    ):
+        print(f"   {label:38} {value:+.3f}  (p = {p:.2g})")
+    if plot is None:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.6), dpi=120)
+    points = ax.scatter(r, corr, c=clean, cmap="viridis", s=14, alpha=0.85, edgecolors="none")
+    fig.colorbar(points, ax=ax, label="clean test accuracy (%)")
+    ax.set_xlabel("flatness R (accuracy drop, points; lower = flatter)")
+    ax.set_ylabel("mean corruption accuracy (%, 15 x 5)")
+    ax.set_title(
+        f"proxy benchmark, {len(table)} archs: Spearman {rho.statistic:+.2f}, partial | clean {partial:+.2f}",
+        fontsize=10,
+    )
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    plot.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(plot)
+    print(f"   scatter plot: {plot}")
+
+
+def surrogate_quality(directory: Path) -> None:
+    from surrogates import load_surrogate
+
+    report = load_surrogate(directory).cv_report
+    folds = int(report["folds"].iloc[0])
+    print(f"\n3. Bundled surrogate, {folds}-fold cross-validation ({directory})")
+    print(f"   {'target':32} {'Kendall tau':>11} {'Spearman':>9} {'R2':>7} {'RMSE':>8} {'archs':>6}")
+    for row in report.itertuples(index=False):
+        print(
+            f"   {row.target:32} {row.kendall_tau:11.3f} {row.spearman_rho:9.3f} {row.r2:7.3f} "
+            f"{row.rmse:8.4f} {row.n:6d}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--table", type=Path, default=BUNDLED_DIR / TABLE_FILE)
+    parser.add_argument("--nb201", type=Path, default=ROOT.parent / "shared/data/nb201/nb201_accuracy.csv")
+    parser.add_argument("--surrogate", type=Path, default=BUNDLED_DIR / SURROGATE_DIR)
+    parser.add_argument("--plot", type=Path, default=ROOT / "docs/img/flatness_vs_corruption.png")
+    args = parser.parse_args()
+    table = pd.read_csv(args.table)
+    table = table[table["error"].isna()] if "error" in table.columns else table
+    print(f"{args.table}: {len(table)} measured archs, protocol {', '.join(table['protocol'].unique())}")
+    if args.nb201.is_file():
+        fidelity(table, args.nb201)
+    else:
+        print(f"\n1. Fidelity: skipped, {args.nb201} not found")
+    flatness_claim(table, args.plot)
+    if args.surrogate.is_dir():
+        surrogate_quality(args.surrogate)
+
+
+if __name__ == "__main__":
+    main()
