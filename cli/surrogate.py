@@ -76,8 +76,13 @@ def fit_surrogate_command(
             help="Each ensemble member trains on a bootstrap resample (a wider, more honest std).",
         ),
     ] = False,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", help="Model hyperparameter KEY=VALUE (repeatable), e.g. max_depth=4."),
+    ] = None,
 ) -> None:
     """Fit one surrogate ensemble per target, print k-fold Kendall tau / Spearman rho / R2 / RMSE, save."""
+    from flatnas_bench.bench import parse_settings
     from flatnas_bench.table import load_table
     from surrogates import fit_surrogate, list_surrogates
 
@@ -93,7 +98,7 @@ def fit_surrogate_command(
         folds=folds,
         zero_cost=zero_cost,
         model=model,
-        params={"bootstrap": True} if bootstrap else None,
+        params={**parse_settings(param or []), **({"bootstrap": True} if bootstrap else {})},
     )
     fitted.save(out)
     console = wide_console()

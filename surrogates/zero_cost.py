@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -106,9 +105,11 @@ def zero_cost_scores(arch: Arch, config: ZeroCostConfig | None = None) -> dict[s
 
 
 def default_cache_path(config: ZeroCostConfig) -> Path:
-    """``$FLATNAS_CACHE_DIR`` (default ``~/.cache/flatnas-bench``) ``/zero_cost-<config key>.json``."""
-    root = Path(os.environ.get("FLATNAS_CACHE_DIR", Path.home() / ".cache" / "flatnas-bench"))
-    return root / f"zero_cost-{config.key}.json"
+    """``zero_cost-<config key>.json`` in the project's cache directory (``$FLATNAS_CACHE``, default
+    ``~/.cache/flatnas-bench``), beside the decoded datasets."""
+    from flatnas_bench.data import cache_dir
+
+    return cache_dir() / f"zero_cost-{config.key}.json"
 
 
 def _read_cache(path: Path, config: ZeroCostConfig) -> dict[str, list[float]]:

@@ -61,7 +61,7 @@ def test_fit_writes_json_models_and_metadata(model_dir: Path) -> None:
     meta = json.loads((model_dir / "metadata.json").read_text())
     assert meta["targets"] == ["val_acc", "flatness_r"] and meta["n_models"] == 2 and meta["folds"] == 3
     assert set(meta["cv"]["val_acc"]) >= {"kendall_tau", "spearman_rho", "r2", "rmse"}
-    assert len(list(model_dir.glob("model_*.json"))) == 4
+    assert len(list(model_dir.glob("model_*.json.gz"))) == 4
 
 
 def test_query_json_has_mean_std_and_costs(model_dir: Path, tmp_path: Path) -> None:

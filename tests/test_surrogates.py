@@ -102,7 +102,7 @@ def test_save_load_round_trip_is_exact(fitted: SurrogateSet, saved: Path) -> Non
     for key in ("targets", "feature_version", "feature_names", "source", "cv", "package_version", "n_models"):
         assert key in meta
     assert meta["source"]["table_hash"] and meta["hyperparameters"]["n_estimators"] == 20
-    assert all(name.endswith(".json") for name in meta["models"]["acc"]["files"])
+    assert all(name.endswith(".json.gz") for name in meta["models"]["acc"]["files"])
 
 
 def test_same_seed_same_model() -> None:
@@ -128,13 +128,13 @@ def test_feature_version_mismatch_is_one_line(saved: Path, tmp_path: Path) -> No
 )
 def test_corrupt_or_missing_files_are_one_line(saved: Path, tmp_path: Path, damage: str) -> None:
     bad = copy_dir(saved, tmp_path / "bad")
-    model_file = sorted(bad.glob("model_*.json"))[0]
+    model_file = sorted(bad.glob("model_*.json.gz"))[0]
     if damage == "metadata-not-json":
         (bad / "metadata.json").write_text("{not json")
     elif damage == "metadata-missing":
         (bad / "metadata.json").unlink()
     elif damage == "model-altered":
-        model_file.write_text(model_file.read_text()[:-40])
+        model_file.write_bytes(model_file.read_bytes()[:-40])
     elif damage == "model-missing":
         model_file.unlink()
     elif damage == "not-a-dir":
