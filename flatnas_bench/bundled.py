@@ -19,6 +19,20 @@ BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
 TABLE_FILE = "proxy_cifar10.csv"
 SURROGATE_DIR = "surrogate"
 ARCH_FILE = "archs.txt"
+PROTOCOL = "proxy"  # the protocol every bundled row was measured at (card in bundled/PROVENANCE.md)
+
+# The bundled table's columns, in order: a ``flatnas-bench table export`` of the result store. Units:
+# accuracies %, losses mean cross-entropy, flatness_r accuracy points, params_m M, flops_m M MACs (of the
+# proxy network: C=16, N=1, 16x16 input), seconds; corr_per is JSON {corruption: accuracy %}.
+TABLE_COLUMNS = (
+    "arch", "protocol", "protocol_hash", "seed",
+    "val_acc", "val_loss", "test_acc", "test_loss", "train_acc", "train_loss",
+    "flatness_r", "flatness_r_std", "loss_sharpness", "params_m", "flops_m",
+    "corr_acc_mean", "mce", "corr_per", "train_sec", "eval_sec", "device", "version", "error",
+    "finished_at", "extra",
+)  # fmt: skip
+# What the bundled surrogate predicts (short names; stored as cifar10_<name>_proxy).
+SURROGATE_TARGETS = ("val_acc", "test_acc", "flatness_r", "loss_sharpness", "corr_acc_mean")
 
 
 def bundled_table_path() -> Path:
