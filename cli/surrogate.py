@@ -85,6 +85,7 @@ def fit_surrogate_command(
     from flatnas_bench.bench import parse_settings
     from flatnas_bench.table import load_table
     from surrogates import fit_surrogate, list_surrogates
+    from surrogates.api import FEW_CLASSES
 
     if model not in list_surrogates():
         raise ConfigError(f"unknown surrogate model {model!r}; available: {_choices()}")
@@ -101,6 +102,11 @@ def fit_surrogate_command(
         params={**parse_settings(param or []), **({"bootstrap": True} if bootstrap else {})},
     )
     fitted.save(out)
+    for target, info in fitted.meta["models"].items():
+        if info["n_train"] < FEW_CLASSES:
+            typer.echo(
+                f"note: {target} was fitted on only {info['n_train']} archs; expect rough rankings", err=True
+            )
     console = wide_console()
     console.print(cv_table(fitted.cv_report, f"{folds}-fold cross-validation on {table}"))
     console.print(f"saved {len(names)} surrogate(s) ({model}, {models} members each) to {out}")

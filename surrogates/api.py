@@ -37,7 +37,8 @@ from surrogates.metrics import METRICS, cross_validate
 if TYPE_CHECKING:  # torch is imported only when zero-cost proxies are asked for
     from surrogates.zero_cost import ZeroCostConfig
 
-MIN_CLASSES = 10  # fewest distinct isomorphism classes with a value that a target may be fitted on
+MIN_CLASSES = 2  # fewest distinct isomorphism classes with a value that a target may be fitted on
+FEW_CLASSES = 20  # below this many classes the CLI warns that the surrogate will rank poorly
 
 
 def _package_version() -> str:
@@ -267,9 +268,10 @@ def fit_surrogate(
     for target in targets:
         archs, y = class_means(frame, target)
         if len(archs) < max(MIN_CLASSES, folds):
+            cv = f" for {folds}-fold cross-validation (fewer folds, or 0 to skip it)" if folds > 1 else ""
             raise TableError(
                 f"target {target!r} has values for only {len(archs)} distinct archs (isomorphism classes); "
-                f"fitting needs at least {max(MIN_CLASSES, folds)}"
+                f"fitting needs at least {max(MIN_CLASSES, folds)}{cv}"
             )
         X, names = featurize(
             archs, zero_cost=zero_cost, zero_cost_cache=zero_cost_cache, zero_cost_config=zero_cost_config

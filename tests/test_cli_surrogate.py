@@ -144,23 +144,26 @@ def test_real_nb201_subset(nb201_csv: Path, tmp_path: Path) -> None:
     assert tau > 0.7
 
 
-def test_nats_fixture_fails_gracefully(shared_data: Path, tmp_path: Path) -> None:
+def test_nats_fixture_fits_with_folds_0_and_answers_queries(shared_data: Path, tmp_path: Path) -> None:
     path = shared_data / "nats-tss-fixture" / "NATS-tss-v1_0-3ffb9-simple"
     if not path.exists():
         pytest.skip(f"NATS fixture not found at {path}")
-    result = runner.invoke(
-        app,
-        [
-            "fit-surrogate",
-            "--table",
-            str(path),
-            "--targets",
-            "cifar10_valid_acc_200ep",
-            "--out",
-            str(tmp_path / "n"),
-        ],
-    )
-    assert "only 3 distinct archs" in one_line_error(result)
+    fit = [
+        "fit-surrogate",
+        "--table",
+        str(path),
+        "--targets",
+        "cifar10_valid_acc_200ep",
+        "--out",
+        str(tmp_path / "n"),
+    ]
+    assert "only 3 distinct archs" in one_line_error(runner.invoke(app, fit))
+    result = runner.invoke(app, [*fit, "--folds", "0", "--models", "2"])
+    assert result.exit_code == 0, result.output
+    assert "fitted on only 3 archs" in result.output
+    result = runner.invoke(app, ["query", ARCH, "--json", "--surrogate", str(tmp_path / "n")])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)[0]["cifar10_valid_acc_200ep"] > 0
 
 
 def test_query_as_a_real_subprocess(model_dir: Path) -> None:

@@ -176,8 +176,10 @@ def test_bootstrap_members_spread_wider() -> None:
 
 
 def test_too_few_archs_is_a_clear_error() -> None:
-    with pytest.raises(TableError, match="only 5 distinct archs"):
-        fit_surrogate(synthetic_frame(5), ["acc"], folds=0)
+    with pytest.raises(TableError, match="only 1 distinct archs"):
+        fit_surrogate(synthetic_frame(1), ["acc"], folds=0)
+    with pytest.raises(TableError, match=r"only 4 distinct archs.*5-fold"):
+        fit_surrogate(synthetic_frame(4), ["acc"], folds=5)
 
 
 def test_rank_metrics_known_case() -> None:
@@ -286,14 +288,19 @@ def test_real_nb201_subset_ranks_well(nb201_csv: Path) -> None:
     assert report["kendall_tau"] > 0.8 and report["r2"] > 0.8
 
 
-def test_nats_fixture_has_too_few_archs(shared_data: Path) -> None:
+def test_nats_fixture_fits_without_cv_and_asks_for_fewer_folds(shared_data: Path) -> None:
     from flatnas_bench.table import load_table
 
     path = shared_data / "nats-tss-fixture" / "NATS-tss-v1_0-3ffb9-simple"
     if not path.exists():
         pytest.skip(f"NATS fixture not found at {path}")
-    with pytest.raises(TableError, match="only 3 distinct archs"):
-        fit_surrogate(load_table(path), ["cifar10_valid_acc_200ep"])
+    table = load_table(path)
+    with pytest.raises(TableError, match=r"only 3 distinct archs.*5-fold cross-validation"):
+        fit_surrogate(table, ["cifar10_valid_acc_200ep"])
+    model = fit_surrogate(table, ["cifar10_valid_acc_200ep"], n_models=2, folds=0, params=FAST)
+    predicted = model.predict(list(table.archs))["cifar10_valid_acc_200ep"]
+    truth = table.values("cifar10_valid_acc_200ep")
+    assert np.argmax(predicted.to_numpy()) == np.argmax(truth)  # the best of the three stays the best
 
 
 def test_without_cv_the_metadata_stays_standard_json(tmp_path: Path) -> None:
