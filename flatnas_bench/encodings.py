@@ -195,6 +195,12 @@ def onehot(archs: Iterable[ArchLike]) -> np.ndarray:
     return encode(archs, ("onehot",))[0]
 
 
+def live_route_counts(archs: Iterable[ArchLike]) -> np.ndarray:
+    """``(n,)`` int: input-to-output routes free of ``none`` (0..4); 0 means the cell outputs zeros."""
+    ops = np.array([a.ops for a in (as_arch(x) for x in archs)], dtype=np.int64).reshape(-1, NUM_EDGES)
+    return _live_routes(ops).sum(axis=1)
+
+
 def path_encoding(archs: Iterable[ArchLike]) -> np.ndarray:
     """``(n, 84)`` float32 counts of live input-to-output routes per op sequence (module docstring)."""
     return encode(archs, ("path",))[0]

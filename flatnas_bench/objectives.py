@@ -303,6 +303,16 @@ def _flops(context: ObjectiveContext) -> Objective:
     return Objective("flops", "min", lambda archs: cost_values(archs, "flops_m"), unit="M MACs")
 
 
+@register_objective(
+    "live_routes",
+    "input-to-output routes without 'none' (0..4), maximised; '-c live_routes>=1' drops dead cells",
+)
+def _live_routes(context: ObjectiveContext) -> Objective:
+    from flatnas_bench.encodings import live_route_counts
+
+    return Objective("live_routes", "max", lambda archs: live_route_counts(archs).astype(float))
+
+
 # --- the FlatNAS figure of merit --------------------------------------------------------------------
 
 
