@@ -106,17 +106,13 @@ def test_user_mistakes_are_one_line(model_dir: Path, small_csv: Path, tmp_path: 
     )
 
 
-def test_default_surrogate_missing_says_pass_surrogate() -> None:
-    from flatnas_bench.errors import ModelFileError
+def test_default_surrogate_missing_says_pass_surrogate(tmp_path: Path, monkeypatch) -> None:
+    import flatnas_bench.bundled
 
-    try:
-        from flatnas_bench.bundled import bundled_surrogate_dir
-
-        bundled_surrogate_dir()
-    except (ImportError, ModelFileError):
-        assert "--surrogate" in one_line_error(runner.invoke(app, ["query", ARCH]))
-    else:
-        pytest.skip("this install bundles a surrogate")
+    monkeypatch.setattr(flatnas_bench.bundled, "BUNDLED_DIR", tmp_path)  # an install without the bundle
+    for command in (["query", ARCH], ["search"]):
+        message = one_line_error(runner.invoke(app, command))
+        assert "bundled surrogate is missing" in message and "--surrogate" in message
 
 
 def test_real_nb201_subset(nb201_csv: Path, tmp_path: Path) -> None:
