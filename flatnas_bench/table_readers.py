@@ -69,11 +69,18 @@ def read_table(path: Path, *, arch_column: str = "arch", dataset: str | None = N
     if not path.exists():
         raise TableError(f"benchmark table not found: {path}")
     if path.is_dir():
-        if not (path / NATS_META).is_file():
+        archives = (
+            [path]
+            if (path / NATS_META).is_file()
+            else [d for d in path.iterdir() if (d / NATS_META).is_file()]
+        )
+        if len(archives) != 1:
+            found = f"{len(archives)} archives inside" if archives else f"no {NATS_META}"
             raise TableError(
-                f"{path} is a directory but not a NATS-Bench topology fast-mode archive (no {NATS_META})"
+                f"{path} is a directory but not a NATS-Bench topology fast-mode archive ({found}); "
+                f"pass the archive directory itself, e.g. NATS-tss-v1_0-3ffb9-simple"
             )
-        return read_nats(path)
+        return read_nats(archives[0])
     try:
         with open(path, "rb") as fh:
             head = fh.read(64)

@@ -93,6 +93,12 @@ def test_metric_names_are_explicit_with_close_names_on_a_miss(nb201):
         nb201.get(0, "val_acc")
 
 
+def test_nats_parent_directory_finds_its_one_archive(nats, tmp_path):
+    assert load_table(require_shared(NATS_DIR[0])).archs == nats.archs
+    with pytest.raises(TableError, match=r"not a NATS-Bench topology fast-mode archive \(no meta"):
+        load_table(tmp_path)
+
+
 def test_nats_fixture_and_nb201_csv_answer_alike(nats, nb201):
     assert len(nats) == 3 and sorted(nats.index_of(a) for a in nats.archs) == [0, 11, 284]
     shared = [m for m in nats.metrics if m in nb201.metrics]
