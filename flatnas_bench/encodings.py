@@ -197,8 +197,8 @@ def onehot(archs: Iterable[ArchLike]) -> np.ndarray:
 
 def live_route_counts(archs: Iterable[ArchLike]) -> np.ndarray:
     """``(n,)`` int: input-to-output routes free of ``none`` (0..4); 0 means the cell outputs zeros."""
-    ops = np.array([a.ops for a in (as_arch(x) for x in archs)], dtype=np.int64).reshape(-1, NUM_EDGES)
-    return _live_routes(ops).sum(axis=1)
+    features, names = encode(archs, ("cost",))
+    return features[:, names.index("live_routes")].astype(np.int64)
 
 
 def path_encoding(archs: Iterable[ArchLike]) -> np.ndarray:

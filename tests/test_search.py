@@ -223,7 +223,7 @@ def test_live_routes_constraint_drops_exactly_the_dead_cells():
     dead = Arch.from_str("|none~0|+|none~0|none~1|+|none~0|none~1|avg_pool_3x3~2|")
     full = Arch((3,) * 6)
     assert live.sense == "max" and live([dead, full]).tolist() == [0.0, 4.0]
-    # 0->3 alone is one live route; 0->1->2->3 through skips is another
+    # only the 0->3 edge is live: one route
     assert live([Arch.from_str("|none~0|+|none~0|none~1|+|nor_conv_1x1~0|none~1|none~2|")])[0] == 1.0
     archs = list(canonical_archs())
     violation = make_constraint("live_routes>=1").violation(archs)
