@@ -16,6 +16,7 @@ array([10., 20.])
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,7 +30,8 @@ from flatnas_bench.train import predict
 @dataclass(frozen=True)
 class Flatness:
     """R and friends: ``r`` and ``r_std`` (accuracy points, std over draws), ``loss_sharpness`` (mean CE
-    increase over the same draws), the unperturbed ``acc`` (%) and ``loss``, and per-draw accuracies."""
+    increase over the same draws), the unperturbed ``acc`` (%) and ``loss``, and per-draw accuracies.
+    ``r_se`` is the standard error of ``r`` over its draws (``r_std / sqrt(M)``, points)."""
 
     r: float
     r_std: float
@@ -38,8 +40,78 @@ class Flatness:
     loss: float
     draw_accs: tuple[float, ...]
 
+    @property
+    def r_se(self) -> float:
+        return self.r_std / math.sqrt(len(self.draw_accs)) if self.draw_accs else 0.0
+
+
+@dataclass(frozen=True)
+class PerturbationOutcomes:
+    """What one perturbation run saw, image by image: ``correct0``/``loss0`` (n,) of the unperturbed net,
+    ``correct``/``loss`` (M, n) under each draw. :meth:`summary` reduces them to a :class:`Flatness` over
+    the first ``draws`` draws and the first ``images`` images, so one run prices every smaller setting."""
+
+    correct0: torch.Tensor
+    loss0: torch.Tensor
+    correct: torch.Tensor
+    loss: torch.Tensor
+
+    def summary(self, draws: int | None = None, images: int | None = None) -> Flatness:
+        m = self.correct.shape[0] if draws is None else draws
+        n = self.correct0.shape[0] if images is None else images
+        if m > self.correct.shape[0] or n > self.correct0.shape[0]:
+            raise ValueError(f"asked for {m} draws x {n} images of {tuple(self.correct.shape)}")
+        acc0 = 100.0 * self.correct0[:n].double().mean().item()
+        loss0 = self.loss0[:n].double().mean().item()
+        accs = (100.0 * self.correct[:m, :n].double().mean(1)).tolist()
+        losses = self.loss[:m, :n].double().mean(1).numpy()
+        gaps = np.abs(acc0 - np.asarray(accs, dtype=np.float64)) if m else np.zeros(1)
+        sharp = float(np.mean(losses - loss0)) if m else 0.0
+        return Flatness(float(gaps.mean()), float(gaps.std()), sharp, acc0, loss0, tuple(accs))
+
 
 @torch.no_grad()
+def perturbation_outcomes(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    sigma: float = 0.05,
+    draws: int = 20,
+    seed: int = 0,
+    batch_size: int = 1000,
+    precision: str = "fp32",
+) -> PerturbationOutcomes:
+    """Per-image outcomes of ``model`` on normalised images ``x`` before and under ``draws`` seeded
+    multiplicative perturbations w' = w + sigma * w * eps of every parameter (eps ~ N(0, I), drawn on the
+    CPU in sequence, so the first k draws of a longer run are exactly a k-draw run). The model's weights,
+    buffers and train/eval mode are exactly as before on return (also when an evaluation raises)."""
+    params = list(model.parameters())
+    flat = torch.cat([p.detach().reshape(-1) for p in params])  # the one saved copy
+    sizes = [p.numel() for p in params]
+    generator = torch.Generator().manual_seed(seed)
+    correct0, loss0 = predict(model, x, y, batch_size, precision)
+    correct, losses = [], []
+    try:
+        for _ in range(draws):
+            eps = torch.randn(flat.numel(), generator=generator).to(flat.device)
+            noisy = flat + sigma * flat * eps
+            for p, chunk in zip(params, noisy.split(sizes), strict=True):
+                p.copy_(chunk.view(p.shape))
+            c, loss = predict(model, x, y, batch_size, precision)
+            correct.append(c.cpu())
+            losses.append(loss.cpu())
+    finally:
+        for p, chunk in zip(params, flat.split(sizes), strict=True):
+            p.copy_(chunk.view(p.shape))
+    n = len(y)
+    return PerturbationOutcomes(
+        correct0.cpu(),
+        loss0.cpu(),
+        torch.stack(correct) if draws else torch.zeros(0, n, dtype=torch.bool),
+        torch.stack(losses) if draws else torch.zeros(0, n),
+    )
+
+
 def flatness(
     model: nn.Module,
     x: torch.Tensor,
@@ -52,35 +124,9 @@ def flatness(
 ) -> Flatness:
     """R(sigma, M=draws) of ``model`` on normalised validation images ``x`` with labels ``y``.
 
-    Every parameter is scaled multiplicatively, w' = w + sigma * w * eps. The model's weights, buffers and
-    train/eval mode are exactly as before on return (also when an evaluation raises).
+    Every parameter is scaled multiplicatively, w' = w + sigma * w * eps (see :func:`perturbation_outcomes`).
     """
-
-    def measure() -> tuple[float, float]:
-        correct, losses = predict(model, x, y, batch_size, precision)
-        return 100.0 * correct.float().mean().item(), losses.mean().item()
-
-    params = list(model.parameters())
-    flat = torch.cat([p.detach().reshape(-1) for p in params])  # the one saved copy
-    sizes = [p.numel() for p in params]
-    generator = torch.Generator().manual_seed(seed)
-    acc0, loss0 = measure()
-    accs, losses = [], []
-    try:
-        for _ in range(draws):
-            eps = torch.randn(flat.numel(), generator=generator).to(flat.device)
-            noisy = flat + sigma * flat * eps
-            for p, chunk in zip(params, noisy.split(sizes), strict=True):
-                p.copy_(chunk.view(p.shape))
-            acc, loss = measure()
-            accs.append(acc)
-            losses.append(loss)
-    finally:
-        for p, chunk in zip(params, flat.split(sizes), strict=True):
-            p.copy_(chunk.view(p.shape))
-    gaps = np.abs(acc0 - np.asarray(accs, dtype=np.float64)) if draws else np.zeros(1)
-    sharp = float(np.mean(np.asarray(losses) - loss0)) if draws else 0.0
-    return Flatness(float(gaps.mean()), float(gaps.std()), sharp, acc0, loss0, tuple(accs))
+    return perturbation_outcomes(model, x, y, sigma, draws, seed, batch_size, precision).summary()
 
 
 def fom(

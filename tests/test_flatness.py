@@ -50,3 +50,16 @@ def test_fom_and_alpha_norm() -> None:
     np.testing.assert_allclose(fom(errs, rs, alpha=0.5, alpha_norm=norm), [10.0, 30.0])
     assert alpha_norm([], []) == 1.0
     assert alpha_norm([10.0, np.nan], [0.0, 1.0]) == 1.0  # failed row ignored; R all zero
+
+
+def test_outcome_prefixes_equal_shorter_runs(setup) -> None:
+    """The first k draws (and first n images) of one long run are exactly a k-draw run on n images."""
+    from flatnas_bench.flatness import perturbation_outcomes
+
+    model, x, y = setup
+    long = perturbation_outcomes(model, x, y, sigma=0.1, draws=6, seed=5)
+    assert long.summary(draws=3, images=120) == flatness(model, x[:120], y[:120], sigma=0.1, draws=3, seed=5)
+    f = long.summary()
+    assert f.r_se == pytest.approx(f.r_std / np.sqrt(6))
+    with pytest.raises(ValueError):
+        long.summary(draws=7)
