@@ -1,0 +1,89 @@
+"""Seed-to-seed reliability statistics: exact values on hand-checked inputs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from flatnas_bench.reliability import (
+    icc1,
+    linear_residual,
+    metric_reliability,
+    pair_reliability,
+    replicate_pairs,
+)
+
+
+def test_icc1_matches_the_anova_formula_by_hand() -> None:
+    pairs = np.array([[1.0, 2.0], [3.0, 3.0], [5.0, 7.0]])
+    # grand mean 3.5; arch means 1.5, 3, 6; MSB = 2 * (4 + 0.25 + 6.25) / 2 = 10.5
+    # MSW = (0.25 + 0.25 + 0 + 0 + 1 + 1) / 3 = 2.5 / 3
+    msb, msw = 10.5, 2.5 / 3
+    assert icc1(pairs) == pytest.approx((msb - msw) / (msb + msw))
+
+
+def test_identical_replicates_are_perfectly_reliable_and_noise_is_not() -> None:
+    x = np.arange(20, dtype=float)
+    rel = pair_reliability(np.column_stack([x, x]), "m", boot=200)
+    assert (rel.spearman, rel.kendall, rel.icc) == (1.0, 1.0, 1.0)
+    assert rel.spearman_ci == pytest.approx((1.0, 1.0))
+    rng = np.random.default_rng(0)
+    noise = pair_reliability(rng.normal(size=(400, 2)), "m", boot=200)
+    assert abs(noise.spearman) < 0.15 and abs(noise.icc) < 0.15
+    assert noise.spearman_ci[0] < noise.spearman < noise.spearman_ci[1]
+
+
+def test_reliability_of_signal_plus_noise_is_its_variance_share() -> None:
+    """ICC estimates var(signal) / (var(signal) + var(noise)) = 0.8 here."""
+    rng = np.random.default_rng(1)
+    signal = rng.normal(0, 2.0, 3000)
+    pairs = signal[:, None] + rng.normal(0, 1.0, (3000, 2))
+    rel = pair_reliability(pairs, "m", boot=0)
+    assert rel.icc == pytest.approx(0.8, abs=0.02)
+    assert math.isnan(rel.icc_ci[0])  # no bootstrap asked for
+
+
+def test_replicate_pairs_takes_the_two_lowest_seeds_and_skips_single_or_missing() -> None:
+    frame = pd.DataFrame(
+        {
+            "arch": ["a", "a", "a", "b", "c", "c", "d", "d"],
+            "seed": [2, 0, 1, 0, 0, 1, 0, 1],
+            "v": [9.0, 1.0, 2.0, 5.0, 3.0, 4.0, np.nan, 1.0],
+        }
+    )
+    np.testing.assert_array_equal(replicate_pairs(frame, "v"), [[1.0, 2.0], [3.0, 4.0]])
+
+
+def test_metric_reliability_reports_the_within_standard_error() -> None:
+    frame = pd.DataFrame(
+        {"arch": list("aabbccdd"), "seed": [0, 1] * 4, "r": [1, 1.2, 2, 2.1, 3, 2.7, 4, 4.4], "sd": [2.0] * 8}
+    )
+    rel = metric_reliability(frame, "r", boot=100, se_column="sd", se_scale=1 / math.sqrt(16))
+    assert rel.archs == 4 and rel.within_se == pytest.approx(0.5)
+    assert rel.spearman == 1.0 and rel.kendall == 1.0
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.floats(-100, 100), st.floats(-100, 100)), min_size=3, max_size=30))
+def test_rank_agreement_equals_scipy(rows) -> None:
+    pairs = np.array(rows)
+    rel = pair_reliability(pairs, boot=0)
+    if np.ptp(pairs[:, 0]) == 0 or np.ptp(pairs[:, 1]) == 0:
+        assert math.isnan(rel.spearman)
+    else:
+        assert rel.spearman == pytest.approx(stats.spearmanr(pairs[:, 0], pairs[:, 1])[0], nan_ok=True)
+        assert rel.kendall == pytest.approx(stats.kendalltau(pairs[:, 0], pairs[:, 1])[0], nan_ok=True)
+
+
+def test_linear_residual_removes_the_line_exactly() -> None:
+    x = np.array([1.0, 2.0, 3.0, 4.0, np.nan])
+    y = 2.0 * x + 1.0 + np.array([0.5, -0.5, -0.5, 0.5, 0.0])
+    resid = linear_residual(y, x)
+    np.testing.assert_allclose(resid[:4], [0.5, -0.5, -0.5, 0.5], atol=1e-12)
+    assert math.isnan(resid[4])
