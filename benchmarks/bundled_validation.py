@@ -3,10 +3,14 @@
 1. Fidelity: Kendall tau between the proxy's validation accuracy and NAS-Bench-201's 200-epoch CIFAR-10 test
    accuracy over the same archs (the NB201 CSV is read for this check only; it is never bundled).
 2. The FlatNAS claim: Spearman correlation between flatness R (accuracy drop under weight noise; lower is
-   flatter) and mean corruption accuracy across archs, and the partial Spearman correlation controlling for
-   clean test accuracy (Pearson correlation of the rank residuals after regressing both ranks on the rank of
-   clean accuracy), with a scatter plot.
+   flatter) and mean corruption accuracy across archs, the same against relative corruption accuracy
+   (corruption / clean accuracy), and the partial Spearman correlation controlling for clean test accuracy
+   (Pearson correlation of the rank residuals after regressing both ranks on the rank of clean accuracy),
+   each with a percentile bootstrap 95 % interval over archs, and a scatter plot.
 3. The bundled surrogate's 5-fold cross-validated Kendall tau per target (read from its metadata).
+4. Seed-to-seed reliability of every metric over the archs measured with two seeds.
+
+Archs measured with several seeds enter 1 and 2 as their seed means.
 
     python benchmarks/bundled_validation.py [--table T] [--nb201 CSV] [--surrogate DIR] [--plot PNG]
 """
@@ -40,6 +44,21 @@ def partial_spearman(x: np.ndarray, y: np.ndarray, control: np.ndarray) -> tuple
     return r, float(2 * stats.t.sf(abs(t), dof))
 
 
+def bootstrap_ci(
+    statistic, columns: list[np.ndarray], boot: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile 95 % interval of ``statistic(*columns)`` over archs resampled with replacement."""
+    rng = np.random.default_rng(seed)
+    n = len(columns[0])
+    values = [statistic(*(c[idx] for c in columns)) for idx in (rng.integers(0, n, n) for _ in range(boot))]
+    low, high = np.nanpercentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    return float(stats.spearmanr(x, y)[0])
+
+
 def fidelity(table: pd.DataFrame, nb201_csv: Path) -> None:
     nb201 = pd.read_csv(nb201_csv, usecols=["arch", NB201_COLUMN])
     joined = table.merge(nb201, on="arch", how="inner")
@@ -58,16 +77,26 @@ def fidelity(table: pd.DataFrame, nb201_csv: Path) -> None:
 
 def flatness_claim(table: pd.DataFrame, plot: Path | None) -> None:
     r, corr, clean = (table[c].to_numpy(np.float64) for c in ("flatness_r", "corr_acc_mean", "test_acc"))
-    rho = stats.spearmanr(r, corr)
-    rho_clean = stats.spearmanr(r, clean)
-    partial, p_partial = partial_spearman(r, corr, clean)
+    rel = corr / clean
     print(f"\n2. FlatNAS claim over {len(table)} archs (R: accuracy drop under weight noise, low = flat)")
-    for label, value, p in (
-        ("Spearman(R, corruption acc)", rho.statistic, rho.pvalue),
-        ("Spearman(R, clean test acc)", rho_clean.statistic, rho_clean.pvalue),
-        ("partial Spearman(R, corr | clean acc)", partial, p_partial),
-    ):
-        print(f"   {label:38} {value:+.3f}  (p = {p:.2g})")
+    print(f"   {'':44} {'value':>7}  {'95 % bootstrap CI':>17}  p")
+    checks = (
+        ("Spearman(R, corruption acc)", _spearman, [r, corr]),
+        ("Spearman(R, relative corruption acc)", _spearman, [r, rel]),
+        ("Spearman(R, clean test acc)", _spearman, [r, clean]),
+        ("Spearman(clean acc, corruption acc)", _spearman, [clean, corr]),
+        (
+            "partial Spearman(R, corr | clean acc)",
+            lambda a, b, c: partial_spearman(a, b, c)[0],
+            [r, corr, clean],
+        ),
+    )
+    for label, statistic, columns in checks:
+        value = statistic(*columns)
+        p = partial_spearman(*columns)[1] if len(columns) == 3 else float(stats.spearmanr(*columns).pvalue)
+        low, high = bootstrap_ci(statistic, columns)
+        print(f"   {label:44} {value:+7.3f}  [{low:+.3f}, {high:+.3f}]  {p:.2g}")
+    rho, partial = _spearman(r, corr), partial_spearman(r, corr, clean)[0]
     if plot is None:
         return
     import matplotlib
@@ -81,7 +110,7 @@ def flatness_claim(table: pd.DataFrame, plot: Path | None) -> None:
     ax.set_xlabel("flatness R (accuracy drop, points; lower = flatter)")
     ax.set_ylabel("mean corruption accuracy (%, 15 x 5)")
     ax.set_title(
-        f"proxy benchmark, {len(table)} archs: Spearman {rho.statistic:+.2f}, partial | clean {partial:+.2f}",
+        f"proxy benchmark, {len(table)} archs: Spearman {rho:+.2f}, partial | clean {partial:+.2f}",
         fontsize=10,
     )
     ax.grid(alpha=0.3)
@@ -105,6 +134,29 @@ def surrogate_quality(directory: Path) -> None:
         )
 
 
+RELIABILITY_METRICS = ("val_acc", "test_acc", "flatness_r", "loss_sharpness", "corr_acc_mean", "corr_acc_rel")
+
+
+def reliability(rows: pd.DataFrame) -> None:
+    from flatnas_bench.reliability import metric_reliability
+
+    rows = rows.assign(corr_acc_rel=rows["corr_acc_mean"] / rows["test_acc"])
+    replicated = int((rows.groupby("arch")["seed"].nunique() >= 2).sum())
+    print(f"\n4. Seed-to-seed reliability over the {replicated} archs with two seeds")
+    if replicated < 5:
+        print("   skipped: fewer than 5 replicated archs")
+        return
+    print(f"   {'metric':16} {'Spearman [95 % CI]':>26} {'Kendall':>8} {'ICC [95 % CI]':>24}")
+    for metric in RELIABILITY_METRICS:
+        rel = metric_reliability(rows, metric)
+        lo, hi = rel.spearman_ci
+        ilo, ihi = rel.icc_ci
+        print(
+            f"   {metric:16} {rel.spearman:8.3f} [{lo:.3f}, {hi:.3f}] {rel.kendall:8.3f} "
+            f"{rel.icc:8.3f} [{ilo:.3f}, {ihi:.3f}]"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", type=Path, default=BUNDLED_DIR / TABLE_FILE)
@@ -112,9 +164,15 @@ def main() -> None:
     parser.add_argument("--surrogate", type=Path, default=BUNDLED_DIR / SURROGATE_DIR)
     parser.add_argument("--plot", type=Path, default=ROOT / "docs/img/flatness_vs_corruption.png")
     args = parser.parse_args()
-    table = pd.read_csv(args.table)
-    table = table[table["error"].isna()] if "error" in table.columns else table
-    print(f"{args.table}: {len(table)} measured archs, protocol {', '.join(table['protocol'].unique())}")
+    rows = pd.read_csv(args.table)
+    rows = rows[rows["error"].isna()] if "error" in rows.columns else rows
+    numeric = rows.select_dtypes("number").columns.drop("seed", errors="ignore")
+    table = rows.groupby("arch", as_index=False, sort=False)[list(numeric)].mean()
+    table["protocol"] = rows.groupby("arch", sort=False)["protocol"].first().to_numpy()
+    print(
+        f"{args.table}: {len(rows)} rows, {len(table)} measured archs, protocol "
+        f"{', '.join(rows['protocol'].unique())}"
+    )
     if args.nb201.is_file():
         fidelity(table, args.nb201)
     else:
@@ -122,6 +180,7 @@ def main() -> None:
     flatness_claim(table, args.plot)
     if args.surrogate.is_dir():
         surrogate_quality(args.surrogate)
+    reliability(rows)
 
 
 if __name__ == "__main__":
