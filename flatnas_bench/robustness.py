@@ -106,7 +106,9 @@ def save_labels(
     dtype = np.uint8 if labels.size == 0 or (labels.min() >= 0 and labels.max() < 256) else np.int64
     _atomic_save(directory / LABELS_FILE, np.tile(labels.astype(dtype), len(severities)))
     info = {"severities": [int(s) for s in severities], "n_images": len(labels), **(meta or {})}
-    (directory / META_FILE).write_text(json.dumps(info, indent=1) + "\n")
+    tmp = directory / f"{META_FILE}.{os.getpid()}.part"
+    tmp.write_text(json.dumps(info, indent=1) + "\n")
+    tmp.replace(directory / META_FILE)  # atomic: a concurrent reader never sees a half-written file
 
 
 def save_corruption(directory: Path, name: str, array: np.ndarray) -> None:
@@ -115,7 +117,8 @@ def save_corruption(directory: Path, name: str, array: np.ndarray) -> None:
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".part.npy")
+    """Write then rename (per-process temporary name), so concurrent writers and readers are safe."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.part.npy")
     np.save(tmp, array, allow_pickle=False)
     tmp.replace(path)
 
