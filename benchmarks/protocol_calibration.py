@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from scipy import stats
 
 from flatnas_bench.bench import balanced_subset, corruption_set_for
 from flatnas_bench.bundled import bundled_table_path
@@ -317,6 +318,19 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def fidelity(records: pd.DataFrame, plan: Plan, nb201_csv: Path) -> str:
+    """Per budget: Kendall tau of the seed-mean accuracies against NB201's 200-epoch CIFAR-10 test accuracy
+    over the panel (NB201's table is read for this check only)."""
+    nb201 = pd.read_csv(nb201_csv, usecols=["arch", "cifar10_test_acc_200ep"]).set_index("arch")
+    val = f"val_acc|n{max(plan.val_images)}"
+    lines = ["| budget | archs | tau(val_acc, NB201) | tau(test_acc, NB201) |", "|---|---|---|---|"]
+    for budget, sub in records.groupby("budget", sort=False):
+        means = sub.groupby("arch")[[val, "test_acc"]].mean().join(nb201, how="inner")
+        taus = [stats.kendalltau(means[c], means["cifar10_test_acc_200ep"])[0] for c in (val, "test_acc")]
+        lines.append(f"| {budget} | {len(means)} | {taus[0]:.3f} | {taus[1]:.3f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="../shared/data/cifar10/cifar10-jpeg.tar.gz")
@@ -328,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="a seconds-long smoke version (4 archs)")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the report as JSON records")
+    parser.add_argument("--nb201", type=Path, default=Path("../shared/data/nb201/nb201_accuracy.csv"))
     args = parser.parse_args(argv)
     plan = tiny_plan() if args.tiny else full_plan()
     archs = panel(4 if args.tiny else args.panel)
@@ -336,6 +351,11 @@ def main(argv: list[str] | None = None) -> int:
     records = pd.read_json(args.out, lines=True)
     table = report(records, boot=args.boot)
     print(markdown(table))
+    if args.nb201.is_file():
+        print(
+            "\nFidelity (seed means against NB201 cifar10_test_acc_200ep):\n"
+            + fidelity(records, plan, args.nb201)
+        )
     if args.json:
         args.json.write_text(table.to_json(orient="records", indent=1))
     return 0
