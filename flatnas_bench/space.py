@@ -237,6 +237,14 @@ def _classes() -> _Classes:
     return _Classes(frozen, tuple(representative))
 
 
+@functools.cache
+def canonical_ordinals() -> np.ndarray:
+    """``canonical_ordinals()[k]`` is the ordinal of arch ``k``'s canonical representative (read-only)."""
+    out = np.array([arch.ordinal for arch in _classes().representative], dtype=np.int64)
+    out.setflags(write=False)
+    return out
+
+
 def canonical_archs() -> tuple[Arch, ...]:
     """One representative per isomorphism class (6,466 of them), in ordinal order."""
     return tuple(sorted(group[0] for group in _classes().members.values()))
