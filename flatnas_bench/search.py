@@ -509,8 +509,9 @@ class Search:
         elif archs is not None and len(archs) != len(asked):
             raise ConfigError(f"tell() got {len(archs)} archs for a generation of {len(asked)}")
         pop, self._pending = self._pending, None
-        self.algorithm.evaluator.eval(self.problem, pop, algorithm=self.algorithm)
-        self.algorithm.tell(infills=pop)
+        with np.errstate(invalid="ignore", divide="ignore"):  # unmeasured archs score inf: no warnings
+            self.algorithm.evaluator.eval(self.problem, pop, algorithm=self.algorithm)
+            self.algorithm.tell(infills=pop)
 
     def run(self) -> SearchResult:
         while not self.done:

@@ -206,8 +206,33 @@ class SurrogateSet:
         return f"SurrogateSet(model={self.meta['model']!r}, targets={self.targets})"
 
 
+def _fit_targets(
+    X_by_target: dict[str, tuple[np.ndarray, np.ndarray]],
+    model: str,
+    params: dict[str, Any],
+    seed: int,
+    folds: int,
+) -> tuple[dict[str, Surrogate], dict[str, dict[str, float]]]:
+    """Per target (in order, seeded ``seed + 1000 * k``): the ``folds``-fold CV metrics (NaN with 0
+    folds) and the model fitted on every class."""
+    models: dict[str, Surrogate] = {}
+    cv: dict[str, dict[str, float]] = {}
+    for k, (target, (X, y)) in enumerate(X_by_target.items()):
+        target_seed = seed + 1000 * k
+
+        def fit_predict(X_tr: np.ndarray, y_tr: np.ndarray, X_te: np.ndarray, s: int = target_seed):
+            return create_surrogate(model, **params).fit(X_tr, y_tr, seed=s).predict(X_te)[0]
+
+        if folds:
+            cv[target] = cross_validate(fit_predict, X, y, folds=folds, seed=target_seed)
+        else:
+            cv[target] = {**dict.fromkeys(METRICS, float("nan")), "n": len(y), "folds": 0}
+        models[target] = create_surrogate(model, **params).fit(X, y, seed=target_seed)
+    return models, cv
+
+
 def fit_surrogate(
-    table: Any,
+    table: BenchTable | pd.DataFrame,
     targets: Sequence[str],
     *,
     n_models: int = 5,
@@ -251,21 +276,7 @@ def fit_surrogate(
         )
         X_by_target[target] = (X, y)
 
-    models: dict[str, Surrogate] = {}
-    cv: dict[str, dict[str, float]] = {}
-    for k, target in enumerate(targets):
-        X, y = X_by_target[target]
-        target_seed = seed + 1000 * k
-
-        def fit_predict(X_tr: np.ndarray, y_tr: np.ndarray, X_te: np.ndarray, s: int = target_seed):
-            return create_surrogate(model, **params).fit(X_tr, y_tr, seed=s).predict(X_te)[0]
-
-        if folds:
-            cv[target] = cross_validate(fit_predict, X, y, folds=folds, seed=target_seed)
-        else:
-            cv[target] = {**dict.fromkeys(METRICS, float("nan")), "n": len(y), "folds": 0}
-        models[target] = create_surrogate(model, **params).fit(X, y, seed=target_seed)
-
+    models, cv = _fit_targets(X_by_target, model, params, seed, folds)
     zc_config = None
     if zero_cost:
         from surrogates.zero_cost import ZeroCostConfig

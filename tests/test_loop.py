@@ -5,40 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import linear_fit
 
 from flatnas_bench.errors import ConfigError, TableError
 from flatnas_bench.loop import LoopConfig, TableOracle, needed_targets, run_loop, spread_picks
 from flatnas_bench.objectives import Objective
 from flatnas_bench.search import SearchConfig, exhaustive
 from flatnas_bench.space import Arch, canonical_archs
-from flatnas_bench.table import BenchTable
 
 SEARCH = SearchConfig(pop_size=20, n_gen=8)
-
-
-def _onehot(archs) -> np.ndarray:
-    ops = np.array([a.ops for a in archs])
-    return np.concatenate([(ops == k).astype(float) for k in range(5)] + [np.ones((len(archs), 1))], axis=1)
-
-
-class LinearSurrogate:
-    """Least squares on one-hot ops: a fast stand-in with the SurrogateSet predict contract."""
-
-    def __init__(self, archive: BenchTable, targets: list[str]) -> None:
-        self.targets = list(targets)
-        X = _onehot(archive.archs)
-        self.coef = {t: np.linalg.lstsq(X, archive.values(t), rcond=None)[0] for t in targets}
-
-    def predict(self, archs):
-        X = _onehot(archs)
-        out = {"arch": [str(a) for a in archs]}
-        for t, coef in self.coef.items():
-            out[t], out[f"{t}_std"] = X @ coef, np.zeros(len(archs))
-        return pd.DataFrame(out)
-
-
-def linear_fit(archive, targets, seed):
-    return LinearSurrogate(archive, targets)
 
 
 @pytest.fixture(scope="module")
