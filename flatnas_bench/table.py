@@ -47,7 +47,7 @@ from flatnas_bench.results import (
     resolve_metric,
     seed_means,
 )
-from flatnas_bench.space import NUM_ARCHS, Arch, all_archs, as_arch, canonical_ordinals
+from flatnas_bench.space import NUM_ARCHS, Arch, arch_by_string, as_arch, canonical_ordinals
 
 #: What a lookup accepts: an Arch, an NB201 string, 6 op indices, or an NB201 index (int).
 ArchKey = Arch | str | Sequence[int] | int | np.integer
@@ -56,16 +56,10 @@ Fill = Literal["class", "nan", "raise"]
 FILLS: tuple[str, ...] = ("class", "nan", "raise")
 
 
-@functools.cache
-def _arch_by_string() -> dict[str, Arch]:
-    """Every NB201 string -> its Arch: parsing a 15,625-row column is then one dict look-up per row."""
-    return {str(arch): arch for arch in all_archs()}
-
-
 def parse_arch_column(strings: Iterable[object], where: str) -> list[Arch]:
     """Parse a column of NB201 arch strings; a malformed entry raises :class:`TableError` naming its row
     (0-based data row) and ``where`` (the table's description)."""
-    known = _arch_by_string()
+    known = arch_by_string()
     archs = []
     for row, text in enumerate(strings):
         arch = text if isinstance(text, Arch) else known.get(text) if isinstance(text, str) else None
@@ -207,7 +201,7 @@ class BenchTable:
         rename = {c: metric_name(dataset, c, protocol) for c in long.columns if c not in ("arch", "seed")}
         rename[N_SEEDS] = metric_name(dataset, N_SEEDS, protocol)
         columns = {rename[c]: means[c].to_numpy(float) for c in means.columns if c != "arch"}
-        order = [_arch_by_string()[s] for s in means["arch"]]
+        order = [arch_by_string()[s] for s in means["arch"]]
         kept = [c for c in long.columns if c in ("arch", "seed") or rename.get(c) in columns]
         seed_rows = long[kept].rename(columns=rename)
         return cls(order, columns, source=f"{source} (protocol {protocol})", seed_rows=seed_rows)

@@ -16,7 +16,6 @@ before the final fit on all classes.
 from __future__ import annotations
 
 import datetime as _dt
-import functools
 import shutil
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -29,7 +28,7 @@ import pandas as pd
 from flatnas_bench.costs import cost_arrays
 from flatnas_bench.errors import ConfigError, ModelFileError, TableError
 from flatnas_bench.results import resolve_metrics
-from flatnas_bench.space import Arch, ArchLike, all_archs, as_arch
+from flatnas_bench.space import Arch, ArchLike, parse_archs
 from flatnas_bench.table import BenchTable, as_table
 from surrogates import io
 from surrogates.base import Surrogate, create_surrogate, surrogate_class
@@ -47,20 +46,6 @@ def _package_version() -> str:
     from flatnas_bench import __version__
 
     return __version__
-
-
-@functools.cache
-def _arch_by_string() -> dict[str, Arch]:
-    return {str(a): a for a in all_archs()}
-
-
-def _parse_all(values: Sequence[ArchLike]) -> list[Arch]:
-    """:func:`as_arch` of each value; many NB201 strings are looked up in a table built once (~40 ms),
-    which parses all 15,625 in ~10 ms instead of ~0.4 s."""
-    if len(values) < 256:
-        return [as_arch(v) for v in values]
-    table = _arch_by_string()
-    return [(table.get(v) if isinstance(v, str) else None) or as_arch(v) for v in values]
 
 
 def _training_frame(
@@ -88,7 +73,7 @@ def class_means(frame: pd.DataFrame, target: str) -> tuple[list[Arch], np.ndarra
     """Canonical archs and the class mean of ``target`` over rows with a finite value, in ordinal order."""
     values = frame[target].to_numpy(dtype=np.float64)
     ok = np.isfinite(values)
-    canon = [a.canonical() for a in _parse_all(list(frame["arch"][ok]))]
+    canon = [a.canonical() for a in parse_archs(list(frame["arch"][ok]))]
     grouped = pd.Series(values[ok]).groupby([a.ordinal for a in canon]).mean()
     archs = [Arch.from_ordinal(int(k)) for k in grouped.index]
     return archs, grouped.to_numpy()
@@ -145,7 +130,7 @@ class SurrogateSet:
 
     def features(self, archs: Sequence[ArchLike]) -> np.ndarray:
         """Feature rows (float32) for ``archs``, from the per-canonical-arch cache."""
-        canon = [a.canonical() for a in _parse_all(archs)]
+        canon = [a.canonical() for a in parse_archs(archs)]
         missing = list(dict.fromkeys(a for a in canon if a.ordinal not in self._rows))
         if missing:
             X, names = featurize(
@@ -170,7 +155,7 @@ class SurrogateSet:
         ...            "nor_conv_3x3~1|nor_conv_3x3~2|"])                          # doctest: +SKIP
         """
         chosen = self._check_targets(targets)
-        parsed = _parse_all(archs)
+        parsed = parse_archs(archs)
         canon = [a.canonical() for a in parsed]
         ordinals, inverse = np.unique([a.ordinal for a in canon], return_inverse=True)
         X = self.features([Arch.from_ordinal(int(k)) for k in ordinals])  # one row per class present
@@ -362,7 +347,7 @@ def query(
     """
     frame = surrogate.predict(archs, targets)
     params_m, flops_m = cost_arrays()
-    ordinals = [a.ordinal for a in _parse_all(list(frame["arch"]))]
+    ordinals = [a.ordinal for a in parse_archs(list(frame["arch"]))]
     frame["params_m"] = params_m[ordinals]
     frame["flops_m"] = flops_m[ordinals]
     return frame
