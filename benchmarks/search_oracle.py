@@ -34,7 +34,7 @@ from flatnas_bench.loop import LoopConfig, TableOracle, run_loop
 from flatnas_bench.objectives import ObjectiveContext, make_objectives
 from flatnas_bench.search import Bounds, Search, SearchConfig, exhaustive, hypervolume, pareto_front
 from flatnas_bench.space import Arch, sample_archs
-from flatnas_bench.table import load_table
+from flatnas_bench.table_readers import load_table
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CSV = (

@@ -47,7 +47,7 @@ def arch_info(
         "resolution": resolution,
     }
     if table is not None:
-        from flatnas_bench.table import load_table  # only pay for pandas when a table is asked for
+        from flatnas_bench.table_readers import load_table  # only pay for pandas when a table is asked for
 
         bench = load_table(table)
         info["table"] = str(table)

@@ -130,7 +130,7 @@ def loop_command(
             "choose one evaluator: --oracle TABLE, or --protocol NAME --data DIR --results FILE"
         )
     if oracle is not None:
-        from flatnas_bench.table import load_table
+        from flatnas_bench.table_readers import load_table
 
         evaluator = TableOracle(load_table(oracle), archive=archive or out / "archive.csv")
     else:

@@ -83,7 +83,7 @@ def fit_surrogate_command(
 ) -> None:
     """Fit one surrogate ensemble per target, print k-fold Kendall tau / Spearman rho / R2 / RMSE, save."""
     from flatnas_bench.bench import parse_settings
-    from flatnas_bench.table import load_table
+    from flatnas_bench.table_readers import load_table
     from surrogates import fit_surrogate, list_surrogates
     from surrogates.api import FEW_CLASSES
 
@@ -161,7 +161,7 @@ def query_command(
         return
     table = Table(title=f"surrogate predictions ({len(frame)} archs)")
     table.add_column("arch", overflow="fold")
-    shown = chosen or model.targets
+    shown = [model.resolve(t) for t in chosen] if chosen else model.targets
     for target in shown:
         table.add_column(target, justify="right", overflow="fold")
     table.add_column("params (M)", justify="right")

@@ -14,6 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from flatnas_bench.errors import ModelFileError, TableError
+from flatnas_bench.table import BenchTable
+from flatnas_bench.table_readers import load_table
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
 TABLE_FILE = "proxy_cifar10.csv"
@@ -21,16 +23,6 @@ SURROGATE_DIR = "surrogate"
 ARCH_FILE = "archs.txt"
 PROTOCOL = "proxy"  # the protocol every bundled row was measured at (card in bundled/PROVENANCE.md)
 
-# The bundled table's columns, in order: a ``flatnas-bench table export`` of the result store. Units:
-# accuracies %, losses mean cross-entropy, flatness_r accuracy points, params_m M, flops_m M MACs (of the
-# proxy network: C=16, N=1, 16x16 input), seconds; corr_per is JSON {corruption: accuracy %}.
-TABLE_COLUMNS = (
-    "arch", "protocol", "protocol_hash", "seed",
-    "val_acc", "val_loss", "test_acc", "test_loss", "train_acc", "train_loss",
-    "flatness_r", "flatness_r_std", "loss_sharpness", "params_m", "flops_m",
-    "corr_acc_mean", "mce", "corr_per", "train_sec", "eval_sec", "device", "version", "error",
-    "finished_at", "extra",
-)  # fmt: skip
 # What the bundled surrogate predicts (short names; stored as cifar10_<name>_proxy).
 SURROGATE_TARGETS = ("val_acc", "test_acc", "flatness_r", "loss_sharpness", "corr_acc_mean")
 
@@ -58,8 +50,7 @@ def bundled_arch_file() -> Path:
     return BUNDLED_DIR / ARCH_FILE
 
 
-def load_bundled_table():  # -> BenchTable (imported lazily: table readers pull in pandas)
-    """The bundled table as a :class:`~flatnas_bench.table.BenchTable`."""
-    from flatnas_bench.table import load_table
-
+def load_bundled_table() -> BenchTable:
+    """The bundled table as a :class:`~flatnas_bench.table.BenchTable` (its CSV predates ``corr_acc_rel``,
+    which is derived on load)."""
     return load_table(bundled_table_path())

@@ -1,6 +1,7 @@
 """One candidate job: train one arch under one protocol and seed, measure it, and return a result row.
 
-The row is the "Result row" contract of ARCHITECTURE.md: a flat dict that
+The row is the "Result row" contract (:mod:`flatnas_bench.results`): a flat dict, derived columns
+(``corr_acc_rel``) filled in, that
 :class:`flatnas_bench.store.ResultStore` stores as is. Training runs on the training split, every number a
 search sees (val accuracy and loss, flatness R, loss sharpness) comes from the validation split, and the
 test split gives ``test_acc``/``test_loss`` for final reporting only. The arch is trained as its canonical
@@ -29,15 +30,11 @@ from flatnas_bench.data import DeviceData
 from flatnas_bench.errors import ConfigError
 from flatnas_bench.flatness import flatness
 from flatnas_bench.protocol import Protocol
+from flatnas_bench.results import RESULT_COLUMNS, complete_row
 from flatnas_bench.space import as_arch
 from flatnas_bench.train import Diverged, predict, train_model
 
-ROW_KEYS = (
-    "arch", "protocol", "protocol_hash", "seed",
-    "val_acc", "val_loss", "test_acc", "test_loss", "train_acc", "train_loss",
-    "flatness_r", "flatness_r_std", "loss_sharpness", "params_m", "flops_m",
-    "corr_acc_mean", "mce", "corr_per", "train_sec", "eval_sec", "device", "version", "error",
-)  # fmt: skip
+ROW_KEYS = tuple(RESULT_COLUMNS)  # the result row's keys, in contract order
 
 
 @dataclass(frozen=True)
@@ -102,7 +99,7 @@ def evaluate_candidate(
     try:
         model, stats = train_model(job.arch, protocol, data, job.seed)
     except Diverged as exc:
-        return {**row, "error": str(exc)}
+        return complete_row({**row, "error": str(exc)})
     row.update(train_acc=stats.train_acc, train_loss=stats.train_loss, train_sec=stats.seconds)
 
     start = time.perf_counter()
@@ -122,7 +119,7 @@ def evaluate_candidate(
     if data.device.type == "cuda":
         torch.cuda.synchronize(data.device)
     row["eval_sec"] = time.perf_counter() - start
-    return row
+    return complete_row(row)
 
 
 def _corruption_row(model, data: DeviceData, corruption_set, protocol: Protocol, clean_acc: float) -> dict:

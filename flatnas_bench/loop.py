@@ -18,7 +18,7 @@ the initial sample unless given) and the best measured value of each objective s
 among the objectives, the search's ``alpha_norm`` is recomputed from the archive each iteration, as the
 method says; the log keeps the initial sample's ``alpha_norm`` so its figures compare across iterations.
 
->>> from flatnas_bench.table import load_table                                   # doctest: +SKIP
+>>> from flatnas_bench.table_readers import load_table                           # doctest: +SKIP
 >>> oracle = TableOracle(load_table("nb201_accuracy.csv"), archive="archive.csv")  # doctest: +SKIP
 >>> result = run_loop(oracle, ["cifar10_valid_acc_200ep", "params"], budget=100)  # doctest: +SKIP
 >>> result.log[["iteration", "n_evaluated", "hypervolume"]]                       # doctest: +SKIP
@@ -36,70 +36,97 @@ import numpy as np
 import pandas as pd
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
+from flatnas_bench.bench import run_bench
 from flatnas_bench.errors import ConfigError, TableError
 from flatnas_bench.objectives import (
     DEFAULT_ALPHA,
-    DEFAULT_FOM_ACC,
-    DEFAULT_FOM_R,
     ObjectiveContext,
     alpha_norm_of,
     make_constraint,
     make_objectives,
+    measured_quantities,
     parse_spec,
-    split_constraint,
+    registered,
 )
+from flatnas_bench.protocol import get_protocol
+from flatnas_bench.results import failed
 from flatnas_bench.search import Bounds, SearchConfig, SearchResult, hypervolume, pareto_front, search
-from flatnas_bench.space import Arch, sample_archs
-
-COST_OBJECTIVES = frozenset({"params", "flops"})  # computed exactly; never fitted
+from flatnas_bench.space import Arch, canonical_archs, sample_archs
+from flatnas_bench.store import ResultStore
+from flatnas_bench.table import BenchTable, as_table
+from surrogates import fit_surrogate
 
 
 class Evaluator(Protocol):
     """Measures archs and keeps every measurement durably (the archive)."""
 
-    def archive(self) -> pd.DataFrame:
-        """One row per evaluated arch in evaluation order: ``arch`` (canonical NB201 string) and numeric
-        measured columns; an arch whose evaluation failed has NaN measurements."""
+    def archive(self) -> BenchTable:
+        """One row per evaluated arch in evaluation order (canonical archs), metrics named by the grammar
+        of :mod:`flatnas_bench.results`; an arch whose evaluation failed has NaN measurements."""
         ...
 
     def evaluate(self, archs: Sequence[Arch]) -> None:
         """Measure ``archs`` (canonical, not yet in the archive) and add them to the archive."""
         ...
 
+    def pool(self, quantities: Sequence[str]) -> frozenset[Arch] | None:
+        """The canonical archs this evaluator can measure ``quantities`` (full or short names) for, or
+        None for any arch."""
+        ...
+
+
+def initial_sample(n: int, seed: int, pool: frozenset[Arch] | None = None) -> list[Arch]:
+    """``n`` distinct canonical archs drawn uniformly by ``seed`` from ``pool`` (default: all 6,466
+    classes, the same draw as ``sample_archs(n, seed, unique=True)``); fewer when the pool is smaller."""
+    if pool is None:
+        return sample_archs(n, seed, unique=True)
+    members = sorted(pool)
+    picks = np.random.default_rng(seed).choice(len(members), size=min(n, len(members)), replace=False)
+    return [members[int(k)] for k in picks]
+
 
 class TableOracle:
     """Zero-cost evaluator: looks archs up in a benchmark table (an arch's own row, else its class's).
 
     The archive lives in memory, or in a CSV at ``archive`` that later runs resume from.
-    ``metrics`` limits which table columns the archive records (default: all).
+    ``metrics`` limits which table metrics (full or short names) the archive records (default: all).
     """
 
-    def __init__(self, table: Any, archive: str | Path | None = None, metrics: Sequence[str] | None = None):
-        self.context = ObjectiveContext(table=table)
-        frame = self.context.table_frame()
-        self.metrics = list(metrics) if metrics is not None else list(frame.columns)
-        missing = [m for m in self.metrics if m not in frame.columns]
-        if missing:
-            raise TableError(f"the oracle table has no column {missing[0]!r}")
+    def __init__(
+        self,
+        table: BenchTable | pd.DataFrame,
+        archive: str | Path | None = None,
+        metrics: Sequence[str] | None = None,
+    ) -> None:
+        self.table = as_table(table)
+        self.metrics = (
+            [self.table.resolve(m) for m in metrics] if metrics is not None else list(self.table.metrics)
+        )
         self.path = None if archive is None else Path(archive)
         if self.path is not None and self.path.exists():
             self._archive = pd.read_csv(self.path)
         else:
             self._archive = pd.DataFrame(columns=["arch", *self.metrics])
 
-    def archive(self) -> pd.DataFrame:
-        return self._archive.copy()
+    def pool(self, quantities: Sequence[str]) -> frozenset[Arch]:
+        """The canonical archs whose rows hold every one of ``quantities``: a partial table (or a metric
+        measured for a few archs) can answer for those only."""
+        have = self.table.dropna(quantities)
+        return frozenset(a.canonical() for a in have.archs)
+
+    def archive(self) -> BenchTable:
+        return as_table(self._archive.astype({m: float for m in self.metrics}), source="oracle archive")
 
     def evaluate(self, archs: Sequence[Arch]) -> None:
         archs = list(archs)
         if not archs:
             return
-        rows = pd.DataFrame({"arch": [str(a) for a in archs]})
-        for metric in self.metrics:
-            rows[metric] = self.context.column(archs, metric)
-        if rows[self.metrics].isna().all(axis=1).any():
-            absent = rows["arch"][rows[self.metrics].isna().all(axis=1)].iloc[0]
-            raise TableError(f"the oracle table has no row for arch {absent}")
+        values = self.table.lookup(self.metrics, archs, fill="class")
+        absent = np.isnan(values).all(axis=1)
+        if absent.any():
+            raise TableError(f"the oracle table has no row for arch {archs[int(np.argmax(absent))]}")
+        rows = pd.DataFrame(values, columns=self.metrics)
+        rows.insert(0, "arch", [str(a) for a in archs])
         self._archive = rows if self._archive.empty else pd.concat([self._archive, rows], ignore_index=True)
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -113,7 +140,8 @@ class EngineEvaluator:
     ``table_path`` (one writer; finished candidates are skipped on re-runs), and the archive is that
     table's rows for ``protocol`` averaged over ``seeds``, in the order they finished.
 
-    Measured columns are the result row's (``val_acc``, ``flatness_r``, ``corr_acc_mean``, ...).
+    Its metrics are named as a :class:`~flatnas_bench.table.BenchTable` of the same rows names them
+    (``cifar10_val_acc_proxy``, ...), so an oracle over an exported table and the engine agree.
     """
 
     def __init__(
@@ -126,8 +154,6 @@ class EngineEvaluator:
         seeds: Sequence[int] = (0,),
         **bench_options: Any,
     ) -> None:
-        from flatnas_bench.protocol import get_protocol
-
         self.protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
         self.table_path = Path(table_path)
         self.data_path = Path(data_path)
@@ -135,27 +161,32 @@ class EngineEvaluator:
         self.seeds = list(seeds)
         self.bench_options = bench_options
 
-    def archive(self) -> pd.DataFrame:
-        if not self.table_path.exists():
-            return pd.DataFrame(columns=["arch"])
-        from flatnas_bench.store import ResultStore
+    def archive(self) -> BenchTable:
+        rows = pd.DataFrame(columns=["arch", "protocol", "seed"])
+        if self.table_path.exists():
+            with ResultStore(self.table_path, readonly=True) as store:
+                rows = store.to_frame(self.protocol.hash)
+        rows = (
+            rows[rows["seed"].isin(self.seeds)].sort_values("finished_at", kind="stable")
+            if len(rows)
+            else rows
+        )
+        order = list(dict.fromkeys(Arch.from_str(a) for a in rows["arch"]))
+        if rows.empty or not (~failed(rows)).any():
+            return BenchTable(order, {}, source=f"{self.table_path} (protocol {self.protocol.name})")
+        means = BenchTable.from_results(
+            rows, self.protocol.dataset, self.protocol.name, protocol_hash=self.protocol.hash,
+            source=str(self.table_path),
+        )  # fmt: skip
+        values = means.lookup(means.metrics, order, fill="nan")  # an arch whose every seed failed: NaN
+        columns = {name: values[:, k] for k, name in enumerate(means.metrics)}
+        return BenchTable(order, columns, source=means.source, seed_rows=means.per_seed())
 
-        with ResultStore(self.table_path, readonly=True) as store:
-            rows = store.to_frame(self.protocol.hash)
-        if rows.empty:
-            return pd.DataFrame(columns=["arch"])
-        if "error" in rows.columns:
-            failed = rows["error"].notna() & (rows["error"].astype(str).str.strip() != "")
-            numeric = rows.select_dtypes(include="number").columns
-            rows.loc[failed, numeric.difference(["seed"])] = np.nan
-        if "finished_at" in rows.columns:
-            rows = rows.sort_values("finished_at", kind="stable")
-        numeric = [c for c in rows.select_dtypes(include="number").columns if c != "seed"]
-        return rows.groupby("arch", sort=False)[numeric].mean().reset_index()
+    def pool(self, quantities: Sequence[str]) -> None:
+        """None: the engine trains any arch."""
+        return None
 
     def evaluate(self, archs: Sequence[Arch]) -> None:
-        from flatnas_bench.bench import run_bench
-
         run_bench(
             [str(a) for a in archs],
             self.protocol,
@@ -169,11 +200,11 @@ class EngineEvaluator:
 
 # --- fitting ----------------------------------------------------------------------------------------
 
-FitFn = Callable[[pd.DataFrame, list[str], int], Any]
+FitFn = Callable[[BenchTable, list[str], int], Any]
 
 
 def fit_default(
-    archive: pd.DataFrame,
+    archive: BenchTable,
     targets: list[str],
     seed: int,
     *,
@@ -185,38 +216,32 @@ def fit_default(
 
     ``folds`` is the cheapest CV the surrogate package allows; the loop never reads the CV report.
     """
-    from surrogates import fit_surrogate
-
-    rows = archive.dropna(subset=targets)[["arch", *targets]].reset_index(drop=True)
-    return fit_surrogate(rows, targets, n_models=n_models, seed=seed, folds=folds, params=params)
+    return fit_surrogate(
+        archive.dropna(targets), targets, n_models=n_models, seed=seed, folds=folds, params=params
+    )
 
 
 def needed_targets(specs: Sequence[str]) -> list[str]:
-    """The measured quantities the objective specs read, i.e. what the surrogate must predict."""
-    targets: list[str] = []
-    for spec in specs:
-        name, options, _ = parse_spec(spec)
-        if name == "fom":
-            names = [options.get("acc", DEFAULT_FOM_ACC), options.get("r", DEFAULT_FOM_R)]
-        elif name in COST_OBJECTIVES:
-            names = []
-        else:
-            names = [name]
-        targets += [n for n in names if n not in targets]
-    return targets
+    """The measured quantities the objective and constraint specs read (what the surrogate must predict),
+    as declared where each objective is registered (:func:`~flatnas_bench.objectives.measured_quantities`)."""
+    return list(dict.fromkeys(q for spec in specs for q in measured_quantities(spec)))
 
 
 # --- choosing what to evaluate ----------------------------------------------------------------------
 
 
-def spread_picks(result: SearchResult, k: int, exclude: set[Arch] = frozenset()) -> list[Arch]:
-    """``k`` scored archs, not in ``exclude``, spread evenly along the predicted front.
+def spread_picks(
+    result: SearchResult, k: int, exclude: set[Arch] = frozenset(), pool: frozenset[Arch] | None = None
+) -> list[Arch]:
+    """``k`` scored archs, not in ``exclude`` (and in ``pool`` when given), spread evenly along the
+    predicted front.
 
     Candidates are taken front by front (non-dominated rank 1 first, feasible only). Within a front the
     first pick is the best in the first objective; each next one is the candidate farthest (in objectives
     normalised to [0, 1] over all scored archs) from everything picked so far.
     """
-    keep = np.array([a not in exclude for a in result.archs]) & result.feasible
+    allowed = [a not in exclude and (pool is None or a in pool) for a in result.archs]
+    keep = np.array(allowed, dtype=bool) & result.feasible
     keep &= np.all(np.isfinite(result.F), axis=1)
     idx = np.flatnonzero(keep)
     if k <= 0 or len(idx) == 0:
@@ -269,12 +294,8 @@ class LoopResult:
     front: pd.DataFrame
 
 
-def _canonical(strings: Sequence[str]) -> list[Arch]:
-    return [Arch.from_str(s).canonical() for s in strings]
-
-
 def measured_scores(
-    archive: pd.DataFrame,
+    archive: BenchTable,
     specs: Sequence[str],
     constraints: Sequence[str] = (),
     alpha: float = DEFAULT_ALPHA,
@@ -285,7 +306,7 @@ def measured_scores(
     context = ObjectiveContext(table=archive, alpha=alpha, alpha_norm=alpha_norm)
     objectives = make_objectives(specs, context)
     cons = [make_constraint(c, context) for c in constraints]
-    archs = _canonical(archive["arch"].tolist())
+    archs = [a.canonical() for a in archive.archs]
     F = np.column_stack([o.minimised(archs) for o in objectives])
     feasible = np.ones(len(archs), dtype=bool)
     for c in cons:
@@ -293,15 +314,102 @@ def measured_scores(
     return archs, F, feasible & np.all(np.isfinite(F), axis=1), objectives
 
 
-def _archive_alpha_norm(archive: pd.DataFrame, specs: Sequence[str]) -> float | None:
-    """mean(Err) / mean(R) of the archive for the first ``fom`` spec's columns (None without a FoM)."""
+def _archive_alpha_norm(archive: BenchTable, specs: Sequence[str]) -> float | None:
+    """mean(Err) / mean(R) of the archive for the first ``fom`` spec's quantities (None without a FoM)."""
     for spec in specs:
         name, options, _ = parse_spec(spec)
-        if name == "fom":
-            acc, r = options.get("acc", DEFAULT_FOM_ACC), options.get("r", DEFAULT_FOM_R)
-            if acc in archive.columns and r in archive.columns:
-                return alpha_norm_of(100.0 - archive[acc].to_numpy(float), archive[r].to_numpy(float))
+        entry = registered(name)
+        if name == "fom" and entry is not None:
+            acc, r = entry.quantities(options)
+            if archive.has(acc) and archive.has(r):
+                return alpha_norm_of(100.0 - archive.values(acc), archive.values(r))
     return None
+
+
+@dataclass
+class _Log:
+    """The per-iteration log: hypervolume of the measured archive (fixed bounds) and best values so far,
+    scored with a frozen ``alpha_norm`` so figures compare across iterations; written to ``path``."""
+
+    specs: list[str]
+    constraints: list[str]
+    alpha: float
+    path: Path | None
+    progress: Callable[[dict[str, Any]], None] | None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    norm: float | None = None
+    bounds: Bounds | None = None
+
+    def start(self, archive: BenchTable, n_init: int, bounds: Bounds | None) -> None:
+        if self.path is not None and self.path.exists():
+            self.rows = pd.read_csv(self.path).to_dict("records")
+        initial = archive.head(n_init)
+        self.norm = _archive_alpha_norm(initial, self.specs)
+        if bounds is None:
+            _, F0, ok0, _ = measured_scores(initial, self.specs, self.constraints, self.alpha, self.norm)
+            if not ok0.any():
+                raise TableError(
+                    f"none of the {len(initial)} initial archs has finite, feasible values of "
+                    f"{', '.join(self.specs)}; the oracle lacks them (a metric measured for few archs?)"
+                )
+            bounds = Bounds.of(F0[ok0])
+        self.bounds = bounds
+
+    @property
+    def next_iteration(self) -> int:
+        return int(self.rows[-1]["iteration"]) + 1 if self.rows else 1
+
+    def add(self, archive: BenchTable, iteration: int, picks: Sequence[Arch], fit_s: float, search_s: float):
+        _, F, ok, objs = measured_scores(archive, self.specs, self.constraints, self.alpha, self.norm)
+        row: dict[str, Any] = {
+            "iteration": iteration,
+            "n_evaluated": len(archive),
+            "hypervolume": hypervolume(F[pareto_front(F, ok)], self.bounds),
+        }
+        for j, obj in enumerate(objs):
+            row[f"best_{obj.name}"] = obj.sign * (np.min(F[ok, j]) if ok.any() else np.nan)
+        row.update(fit_s=round(fit_s, 3), search_s=round(search_s, 3), picks=";".join(map(str, picks)))
+        self.rows.append(row)
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            pd.DataFrame(self.rows).to_csv(self.path, index=False)
+        if self.progress is not None:
+            self.progress(row)
+
+
+def _step(
+    archive: BenchTable,
+    specs: list[str],
+    cons: list[str],
+    targets: list[str],
+    cfg: LoopConfig,
+    fit: FitFn,
+    pool: frozenset[Arch] | None,
+) -> tuple[list[Arch], float, float]:
+    """One iteration's decisions: fit on the measured rows, search the surrogate (seeded with the
+    archive's measured front), and pick archs not yet evaluated. Returns (picks, fit s, search s)."""
+    step_seed = cfg.seed + len(archive)
+    measured = archive.dropna(targets)
+    if len(measured) == 0:
+        raise TableError("every evaluation in the archive failed; nothing to fit a surrogate on")
+    start = time.perf_counter()
+    surrogate = fit(measured, targets, step_seed)
+    fit_s = time.perf_counter() - start
+    context = ObjectiveContext(surrogate=surrogate, table=measured, alpha=cfg.alpha)
+    predicted = make_objectives(specs, context)
+    predicted_cons = [make_constraint(c, context) for c in cons]
+    archs, F, ok, _ = measured_scores(archive, specs, cons, cfg.alpha)
+    start = time.perf_counter()
+    result = search(
+        predicted,
+        constraints=predicted_cons,
+        strategy=cfg.strategy,
+        config=replace(cfg.search, seed=step_seed),
+        initial=[archs[i] for i in pareto_front(F, ok)],
+    )
+    search_s = time.perf_counter() - start
+    picks = spread_picks(result, min(cfg.k, cfg.budget - len(archive)), exclude=set(archs), pool=pool)
+    return picks, fit_s, search_s
 
 
 def run_loop(
@@ -318,86 +426,37 @@ def run_loop(
     """Run (or resume) the FlatNAS loop until ``config.budget`` archs are in the evaluator's archive.
 
     ``objectives``/``constraints`` are specs as in :mod:`flatnas_bench.objectives` (e.g.
-    ``["fom", "params"]``, ``["params<=0.8"]``); the surrogate is fitted on the quantities they read.
-    ``fit(archive, targets, seed)`` defaults to :func:`fit_default`. ``bounds`` fixes the hypervolume
-    normalisation (default: min/max of the initial sample). ``progress`` gets each log row.
+    ``["fom", "params"]``, ``["params<=0.8"]``); the surrogate is fitted on the measured quantities they
+    read (their full names in the archive). ``fit(archive, targets, seed)`` defaults to
+    :func:`fit_default`. ``bounds`` fixes the hypervolume normalisation (default: min/max of the initial
+    sample). ``progress`` gets each log row.
     """
     cfg = config or LoopConfig()
     specs, cons = list(objectives), list(constraints)
-    targets = needed_targets(specs + [split_constraint(c)[0] for c in cons])
-    if not targets:
+    quantities = needed_targets(specs + cons)
+    if not quantities:
         raise ConfigError("the objectives read no measured quantity; nothing for the loop to learn")
-    fit = fit or fit_default
-    log_rows: list[dict[str, Any]] = []
-    log_file = None if log_path is None else Path(log_path)
-    if log_file is not None and log_file.exists():
-        log_rows = pd.read_csv(log_file).to_dict("records")
-
+    pool = evaluator.pool(quantities) if hasattr(evaluator, "pool") else None
+    pool = None if pool is None or len(pool) == len(canonical_archs()) else frozenset(pool)
     archive = evaluator.archive()
     if len(archive) < cfg.n_init:
-        done = set(_canonical(archive["arch"].tolist()))
-        initial = [a for a in sample_archs(cfg.n_init, cfg.seed, unique=True) if a not in done]
+        done = {a.canonical() for a in archive.archs}
+        initial = [a for a in initial_sample(cfg.n_init, cfg.seed, pool) if a not in done]
         evaluator.evaluate(initial[: cfg.n_init - len(archive)])
         archive = evaluator.archive()
-    # The log scores a FoM with alpha_norm frozen at the initial sample's, so that its hypervolume and
-    # best-so-far are comparable across iterations; the search itself uses the current archive's.
-    initial = archive.iloc[: cfg.n_init]
-    log_norm = _archive_alpha_norm(initial, specs)
-    if bounds is None:
-        _, F0, ok0, _ = measured_scores(initial, specs, cons, cfg.alpha, log_norm)
-        bounds = Bounds.of(F0[ok0])
-
-    def log(iteration: int, picks: Sequence[Arch], fit_s: float, search_s: float) -> None:
-        _, F, ok, objs = measured_scores(archive, specs, cons, cfg.alpha, log_norm)
-        row: dict[str, Any] = {
-            "iteration": iteration,
-            "n_evaluated": len(archive),
-            "hypervolume": hypervolume(F[pareto_front(F, ok)], bounds),
-        }
-        for j, obj in enumerate(objs):
-            best = np.min(F[ok, j]) if ok.any() else np.nan
-            row[f"best_{obj.name}"] = obj.sign * best
-        row.update(fit_s=round(fit_s, 3), search_s=round(search_s, 3), picks=";".join(map(str, picks)))
-        log_rows.append(row)
-        if log_file is not None:
-            log_file.parent.mkdir(parents=True, exist_ok=True)
-            pd.DataFrame(log_rows).to_csv(log_file, index=False)
-        if progress is not None:
-            progress(row)
-
-    if not log_rows:
-        log(0, [], 0.0, 0.0)
+    targets = [archive.resolve(q) for q in quantities]
+    log = _Log(specs, cons, cfg.alpha, None if log_path is None else Path(log_path), progress)
+    log.start(archive, cfg.n_init, bounds)
+    if not log.rows:
+        log.add(archive, 0, [], 0.0, 0.0)
     while len(archive) < cfg.budget:
-        iteration = int(log_rows[-1]["iteration"]) + 1 if log_rows else 1
-        step_seed = cfg.seed + len(archive)
-        measured = archive.dropna(subset=targets)
-        if measured.empty:
-            raise TableError("every evaluation in the archive failed; nothing to fit a surrogate on")
-        start = time.perf_counter()
-        surrogate = fit(measured.reset_index(drop=True), targets, step_seed)
-        fit_s = time.perf_counter() - start
-        context = ObjectiveContext(surrogate=surrogate, table=measured, alpha=cfg.alpha)
-        predicted = make_objectives(specs, context)
-        predicted_cons = [make_constraint(c, context) for c in cons]
-        archs, F, ok, _ = measured_scores(archive, specs, cons, cfg.alpha)
-        seeds = [archs[i] for i in pareto_front(F, ok)]
-        start = time.perf_counter()
-        result = search(
-            predicted,
-            constraints=predicted_cons,
-            strategy=cfg.strategy,
-            config=replace(cfg.search, seed=step_seed),
-            initial=seeds,
-        )
-        search_s = time.perf_counter() - start
-        want = min(cfg.k, cfg.budget - len(archive))
-        picks = spread_picks(result, want, exclude=set(archs))
+        iteration = log.next_iteration
+        picks, fit_s, search_s = _step(archive, specs, cons, targets, cfg, fit or fit_default, pool)
         if not picks:
             break
         evaluator.evaluate(picks)
         archive = evaluator.archive()
-        log(iteration, picks, fit_s, search_s)
-
+        log.add(archive, iteration, picks, fit_s, search_s)
     _, F, ok, _ = measured_scores(archive, specs, cons, cfg.alpha)
-    front = archive.iloc[pareto_front(F, ok)].reset_index(drop=True)
-    return LoopResult(archive, pd.DataFrame(log_rows), front)
+    front = archive.take(pareto_front(F, ok)).to_frame()
+    return LoopResult(archive.to_frame(), pd.DataFrame(log.rows), front)

@@ -10,7 +10,13 @@ A name resolves, in this order, to
 * a registered objective (:func:`list_objectives`): ``params`` (M), ``flops`` (M MACs), and ``fom``, the
   FlatNAS figure of merit ``alpha * Err + alpha_norm * (1 - alpha) * R`` (minimised);
 * a target of the surrogate in the :class:`ObjectiveContext` (predicted mean, std alongside);
-* a column of the context's table, e.g. ``pixel3_ms`` from a joined ``nb201_latency_help.csv``.
+* a metric of the context's table, e.g. ``pixel3_ms`` from a joined ``nb201_latency_help.csv``.
+
+Surrogate targets and table metrics are named by the grammar of :mod:`flatnas_bench.results`: ``val_acc``
+names ``cifar10_val_acc_proxy``, an ambiguous or unknown name is a one-line error listing the candidates.
+Each registered objective declares whether it is exact (``params``, ``flops``, ``live_routes``) or
+measured, and which measured quantities it reads (``fom``: ``acc`` and ``r``), so the FlatNAS loop knows
+what to learn from :func:`measured_quantities` alone.
 
 A spec is ``name``, ``name:max`` / ``name:min`` to force the sense, or ``name(key=value,...)`` to pass
 options to a registered factory. Without a suffix, names holding ``acc`` are maximised, others minimised.
@@ -24,17 +30,18 @@ options to a registered factory. Without a suffix, names holding ``acc`` are max
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 
+from flatnas_bench.costs import cost_arrays
+from flatnas_bench.encodings import live_route_counts
 from flatnas_bench.errors import ConfigError
-from flatnas_bench.space import Arch
-
-if TYPE_CHECKING:
-    import pandas as pd
+from flatnas_bench.results import matches, metric_column, resolve_metric
+from flatnas_bench.space import Arch, canonical_archs
+from flatnas_bench.table import as_table
 
 Sense = Literal["max", "min"]
 ArchFunc = Callable[[Sequence[Arch]], np.ndarray]
@@ -83,13 +90,15 @@ class Objective:
 @dataclass
 class ObjectiveContext:
     """What objectives may read: a surrogate (anything with ``.predict(archs)`` and ``.targets``), a table
-    (a :class:`~flatnas_bench.table.BenchTable`, or a DataFrame with an ``arch`` column) and FoM settings.
+    (a :class:`~flatnas_bench.table.BenchTable`; a DataFrame with an ``arch`` column is converted) and FoM
+    settings.
 
-    ``alpha_norm`` of ``None`` means "compute it": from the table when it has the FoM's columns (the
-    archive, as the method prescribes), otherwise from the surrogate's predictions over every canonical
-    arch (the scored set). Predictions are memoised per arch so several objectives share one call; with
-    ``prefetch`` the first call predicts the whole canonical space at once, because an XGBoost call has
-    a fixed cost that can exceed that of predicting all 6,466 classes in one batch.
+    Names resolve by the metric-name grammar (:func:`flatnas_bench.results.resolve_metric`): surrogate
+    targets first, then table metrics. ``alpha_norm`` of ``None`` means "compute it": from the table when
+    it has the FoM's metrics (the archive, as the method prescribes), otherwise from the surrogate's
+    predictions over every canonical arch. Predictions are memoised per arch so several objectives share
+    one call; with ``prefetch`` the first call predicts the whole canonical space at once, because an
+    XGBoost call has a fixed cost that can exceed that of predicting all 6,466 classes in one batch.
     """
 
     surrogate: Any = None
@@ -98,7 +107,10 @@ class ObjectiveContext:
     alpha_norm: float | None = None
     prefetch: bool = True  # predict all 6,466 canonical archs in the first surrogate call
     _cache: dict[Arch, dict[str, float]] = field(default_factory=dict, repr=False)
-    _frames: tuple[pd.DataFrame, pd.DataFrame] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.table is not None:
+            self.table = as_table(self.table)
 
     @property
     def targets(self) -> list[str]:
@@ -106,15 +118,34 @@ class ObjectiveContext:
 
     @property
     def columns(self) -> list[str]:
-        frame = self.table_frame()
-        return [] if frame is None else [c for c in frame.columns if c != "arch"]
+        return [] if self.table is None else list(self.table.metrics)
+
+    def find(self, name: str) -> tuple[str, str] | None:
+        """``("target", full name)`` or ``("column", full name)`` for what ``name`` names, surrogate
+        targets first; None when neither has it; ambiguous names raise, listing the candidates."""
+        for kind, available in (("target", self.targets), ("column", self.columns)):
+            found = matches(name, available)
+            if len(found) > 1:
+                resolve_metric(name, available, what="objective")  # raises, listing the candidates
+            if found:
+                return kind, found[0]
+        return None
+
+    def reader(self, name: str) -> tuple[str, ArchFunc]:
+        """(full name, function of archs) reading ``name`` from the surrogate or the table."""
+        found = self.find(name)
+        if found is None:
+            offered = ", ".join(self.targets + self.columns) or "nothing (pass a surrogate or a table)"
+            raise ConfigError(f"no surrogate target or table metric {name!r}; they offer: {offered}")
+        kind, full = found
+        if kind == "target":
+            return full, lambda archs: self.predict(archs, full)
+        return full, lambda archs: self.column(archs, full)
 
     def predict(self, archs: Sequence[Arch], column: str) -> np.ndarray:
         """Surrogate column (``target`` or ``target_std``) for ``archs``; each arch predicted once."""
         missing = list(dict.fromkeys(a for a in archs if a not in self._cache))
         if missing and self.prefetch and not self._cache:
-            from flatnas_bench.space import canonical_archs
-
             missing = list(dict.fromkeys([*missing, *canonical_archs()]))
         if missing:
             frame = self.surrogate.predict(missing)
@@ -123,64 +154,47 @@ class ObjectiveContext:
                 self._cache[arch] = dict(zip(cols, row, strict=True))
         return np.array([self._cache[a].get(column, np.nan) for a in archs], dtype=float)
 
-    def table_frame(self) -> pd.DataFrame | None:
-        """The table as a DataFrame indexed by NB201 arch string (see :func:`table_to_frame`)."""
-        if self.table is None:
-            return None
-        if self._frames is None:
-            own = table_to_frame(self.table)
-            canonical = [str(Arch.from_str(s).canonical()) for s in own.index]
-            self._frames = (own, own.groupby(canonical, sort=False).mean())
-        return self._frames[0]
-
     def column(self, archs: Sequence[Arch], name: str) -> np.ndarray:
-        """Table column ``name`` for ``archs``: the arch's own row, else the mean over its isomorphism
-        class's rows (BenchTable's lookup rule), NaN where the table has neither."""
-        own = self.table_frame()
-        values = own[name].reindex([str(a) for a in archs]).to_numpy(dtype=float)
-        absent = ~np.isin([str(a) for a in archs], own.index)
-        if absent.any():
-            by_class = self._frames[1][name]
-            keys = [str(a.canonical()) for a, miss in zip(archs, absent, strict=True) if miss]
-            values[absent] = by_class.reindex(keys).to_numpy(dtype=float)
-        return values
-
-
-def table_to_frame(table: Any) -> pd.DataFrame:
-    """A table as one row per arch, indexed by the arch's NB201 string, numeric columns averaged over
-    repeated rows (seeds). Accepts a DataFrame with an ``arch`` column or a
-    :class:`~flatnas_bench.table.BenchTable` (anything with ``.to_frame()``)."""
-    import pandas as pd
-
-    if isinstance(table, pd.DataFrame):
-        frame = table
-    elif hasattr(table, "to_frame"):
-        frame = table.to_frame()
-    else:
-        raise ConfigError(f"cannot read a table from {type(table).__name__}")
-    if "arch" not in frame.columns:
-        frame = frame.reset_index()
-    if "arch" not in frame.columns:
-        raise ConfigError("the table has no 'arch' column")
-    numeric = [c for c in frame.select_dtypes(include="number").columns if c != "index"]
-    out = frame[["arch", *numeric]].copy()
-    out["arch"] = out["arch"].map(lambda s: str(s if isinstance(s, Arch) else Arch.from_str(str(s))))
-    return out.groupby("arch", sort=False).mean()
+        """Table metric ``name`` for ``archs``: the arch's own row, else the mean over its isomorphism
+        class's rows, NaN where the table has neither (:meth:`BenchTable.lookup` with ``fill="class"``)."""
+        return self.table.values(name, archs, fill="class")
 
 
 # --- the registry -----------------------------------------------------------------------------------
 
 Factory = Callable[..., Objective]
-_REGISTRY: dict[str, tuple[Factory, str]] = {}
 
 
-def register_objective(name: str, description: str = "") -> Callable[[Factory], Factory]:
-    """Decorator: register ``factory(context, **options) -> Objective`` under ``name``."""
+@dataclass(frozen=True)
+class Registered:
+    """A registered objective: its factory, one-line description, whether its values are exact (computed
+    from the arch: costs, routes) or measured (read from a surrogate or a table, so the FlatNAS loop must
+    learn them), and the measured quantities it reads: option name -> default quantity name."""
+
+    factory: Factory
+    description: str
+    exact: bool
+    reads: Mapping[str, str]
+
+    def quantities(self, options: Mapping[str, str]) -> list[str]:
+        """The measured quantities this objective reads under ``options``."""
+        return [options.get(option, default) for option, default in self.reads.items()]
+
+
+_REGISTRY: dict[str, Registered] = {}
+
+
+def register_objective(
+    name: str, description: str = "", *, exact: bool, reads: Mapping[str, str] | None = None
+) -> Callable[[Factory], Factory]:
+    """Decorator: register ``factory(context, **options) -> Objective`` under ``name``, declaring whether
+    it is exact and which measured quantities it reads (see :class:`Registered`)."""
 
     def decorate(factory: Factory) -> Factory:
         if name in _REGISTRY:
             raise ConfigError(f"objective {name!r} is already registered")
-        _REGISTRY[name] = (factory, description or (factory.__doc__ or "").strip().splitlines()[0])
+        text = description or (factory.__doc__ or "").strip().splitlines()[0]
+        _REGISTRY[name] = Registered(factory, text, exact, dict(reads or {}))
         return factory
 
     return decorate
@@ -197,7 +211,24 @@ def list_objectives(context: ObjectiveContext | None = None) -> list[str]:
 
 def describe_objectives() -> dict[str, str]:
     """Registered objective names and their one-line descriptions."""
-    return {name: desc for name, (_, desc) in _REGISTRY.items()}
+    return {name: entry.description for name, entry in _REGISTRY.items()}
+
+
+def registered(name: str) -> Registered | None:
+    """The registry entry of ``name``, or None for names read from a surrogate or table."""
+    return _REGISTRY.get(name)
+
+
+def measured_quantities(spec: str) -> list[str]:
+    """The measured quantities an objective or constraint spec reads (what the FlatNAS loop's surrogate
+    must predict): a registered objective's declared reads, else the name itself.
+
+    >>> measured_quantities("fom(acc=test_acc)"), measured_quantities("params"), measured_quantities("mce")
+    (['test_acc', 'flatness_r'], [], ['mce'])
+    """
+    name, options, _ = parse_spec(split_constraint(spec)[0] if _CONSTRAINT.match(spec) else spec)
+    entry = _REGISTRY.get(name)
+    return [name] if entry is None else entry.quantities(options)
 
 
 _SPEC = re.compile(
@@ -222,8 +253,9 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str], Sense | None]:
 
 
 def default_sense(name: str) -> Sense:
-    """Accuracies are maximised, everything else (errors, costs, latencies, R, FoM) minimised."""
-    return "max" if "acc" in name.lower() else "min"
+    """Accuracies (and the corruption-accuracy ratio and residual) are maximised; everything else
+    (errors, costs, latencies, R, FoM) minimised."""
+    return "max" if "acc" in metric_column(name).lower() else "min"
 
 
 def make_objective(spec: str | Objective, context: ObjectiveContext | None = None) -> Objective:
@@ -237,16 +269,20 @@ def make_objective(spec: str | Objective, context: ObjectiveContext | None = Non
     context = context or ObjectiveContext()
     name, options, sense = parse_spec(spec)
     if name in _REGISTRY:
-        objective = _REGISTRY[name][0](context, **options)
+        try:
+            objective = _REGISTRY[name].factory(context, **options)
+        except TypeError:
+            raise ConfigError(f"objective {name!r} got unknown options {sorted(options)}") from None
     elif options:
         raise ConfigError(f"objective {name!r} takes no options (only registered objectives do)")
-    elif name in context.targets:
-        objective = _surrogate_objective(context, name)
-    elif name in context.columns:
-        objective = _column_objective(context, name)
-    else:
+    elif context.find(name) is None:
         choices = ", ".join(list_objectives(context))
         raise ConfigError(f"unknown objective {name!r}; choose from: {choices}")
+    else:
+        kind, full = context.find(name)  # type: ignore[misc]
+        objective = (
+            _surrogate_objective(context, full) if kind == "target" else _column_objective(context, full)
+        )
     if sense and sense != objective.sense:
         objective = Objective(objective.name, sense, objective.func, objective.unit, objective.std)
     return objective
@@ -286,19 +322,19 @@ def _column_objective(context: ObjectiveContext, column: str) -> Objective:
 
 def cost_values(archs: Sequence[Arch], kind: Literal["params_m", "flops_m"]) -> np.ndarray:
     """Exact CIFAR-10 params (M) or MACs (M) of the TinyNetwork (C=16, N=5) for ``archs``."""
-    from flatnas_bench.costs import cost_arrays
-
     params_m, flops_m = cost_arrays()
     column = params_m if kind == "params_m" else flops_m
     return column[[a.ordinal for a in archs]].astype(float)
 
 
-@register_objective("params", "exact parameter count (M, CIFAR-10 head), minimised")
+@register_objective("params", "exact parameter count (M, CIFAR-10 head), minimised", exact=True)
 def _params(context: ObjectiveContext) -> Objective:
     return Objective("params", "min", lambda archs: cost_values(archs, "params_m"), unit="M")
 
 
-@register_objective("flops", "exact multiply-accumulates (M MACs, the benchmark's 'flops'), minimised")
+@register_objective(
+    "flops", "exact multiply-accumulates (M MACs, the benchmark's 'flops'), minimised", exact=True
+)
 def _flops(context: ObjectiveContext) -> Objective:
     return Objective("flops", "min", lambda archs: cost_values(archs, "flops_m"), unit="M MACs")
 
@@ -306,10 +342,9 @@ def _flops(context: ObjectiveContext) -> Objective:
 @register_objective(
     "live_routes",
     "input-to-output routes without 'none' (0..4), maximised; '-c live_routes>=1' drops dead cells",
+    exact=True,
 )
 def _live_routes(context: ObjectiveContext) -> Objective:
-    from flatnas_bench.encodings import live_route_counts
-
     return Objective("live_routes", "max", lambda archs: live_route_counts(archs).astype(float))
 
 
@@ -333,18 +368,12 @@ def alpha_norm_of(err: np.ndarray, r: np.ndarray) -> float:
     return float(np.nanmean(err)) / mean_r
 
 
-def find_quantity(context: ObjectiveContext, name: str, *, table_only: bool = False) -> str | None:
-    """The surrogate target or table column holding ``name``: itself, else the one name that carries it
-    between underscores, e.g. ``val_acc`` -> ``cifar10_val_acc_proxy`` (a result table's metric name)."""
-    names = context.columns if table_only else context.targets + context.columns
-    if name in names:
-        return name
-    pattern = re.compile(rf"(^|_){re.escape(name)}(_|$)")
-    found = list(dict.fromkeys(n for n in names if pattern.search(n) and not n.endswith("_std")))
-    return found[0] if len(found) == 1 else None
-
-
-@register_objective("fom", "FlatNAS FoM = alpha*Err + alpha_norm*(1-alpha)*R, minimised")
+@register_objective(
+    "fom",
+    "FlatNAS FoM = alpha*Err + alpha_norm*(1-alpha)*R, minimised",
+    exact=False,
+    reads={"acc": DEFAULT_FOM_ACC, "r": DEFAULT_FOM_R},
+)
 def _fom(
     context: ObjectiveContext,
     alpha: float | str | None = None,
@@ -354,7 +383,7 @@ def _fom(
 ) -> Objective:
     """FlatNAS FoM from an accuracy (%) and a flatness R, read from the surrogate or else the table.
 
-    ``alpha_norm`` = mean(Err) / mean(R) over the table (the archive) when it holds both columns, else over
+    ``alpha_norm`` = mean(Err) / mean(R) over the table (the archive) when it holds both metrics, else over
     the surrogate's predictions for every canonical arch; pass it explicitly to freeze it.
     """
     try:
@@ -365,27 +394,15 @@ def _fom(
         raise ConfigError(f"fom options must be numbers: {exc}") from None
     if not 0.0 <= weight <= 1.0:
         raise ConfigError(f"fom alpha must lie in [0, 1], got {weight}")
-
-    def source(name: str | None) -> ArchFunc:
-        if name in context.targets:
-            return lambda archs: context.predict(archs, name)
-        if name in context.columns:
-            return lambda archs: context.column(archs, name)
-        have = ", ".join(context.targets + context.columns) or "nothing"
-        raise ConfigError(f"fom needs {acc!r} and {r!r} from the surrogate or table; they offer: {have}")
-
-    acc_of, r_of = source(find_quantity(context, acc)), source(find_quantity(context, r))
+    try:
+        (acc_name, acc_of), (r_name, r_of) = context.reader(acc), context.reader(r)
+    except ConfigError as exc:
+        raise ConfigError(f"fom needs {acc!r} and {r!r}: {exc}") from None
     if fixed_norm is None:
-        frame = context.table_frame()
-        acc_col, r_col = (
-            find_quantity(context, acc, table_only=True),
-            find_quantity(context, r, table_only=True),
-        )
-        if acc_col is not None and r_col is not None:
-            fixed_norm = alpha_norm_of(100.0 - frame[acc_col].to_numpy(float), frame[r_col].to_numpy(float))
+        table = context.table
+        if table is not None and table.has(acc) and table.has(r):
+            fixed_norm = alpha_norm_of(100.0 - table.values(acc), table.values(r))
         else:
-            from flatnas_bench.space import canonical_archs
-
             space = list(canonical_archs())
             fixed_norm = alpha_norm_of(100.0 - acc_of(space), r_of(space))
     norm = fixed_norm
@@ -398,7 +415,7 @@ def _fom(
         "min",
         func,
         unit="%",
-        description=f"alpha={weight:g}, alpha_norm={norm:.4g}, Err=100-{acc}, R={r}",
+        description=f"alpha={weight:g}, alpha_norm={norm:.4g}, Err=100-{acc_name}, R={r_name}",
     )
 
 

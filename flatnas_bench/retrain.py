@@ -27,19 +27,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from flatnas_bench.bench import run_bench
 from flatnas_bench.errors import ConfigError, TableError
+from flatnas_bench.objectives import ObjectiveContext, cost_values, make_constraint, make_objective
+from flatnas_bench.protocol import get_protocol
+from flatnas_bench.results import N_SEEDS, UNITS, metric_column, seed_stats
+from flatnas_bench.search import exhaustive
 from flatnas_bench.space import Arch, ArchLike, as_arch
+from flatnas_bench.store import ResultStore
+from flatnas_bench.table import BenchTable
 
 SHOWN: tuple[str, ...] = ("arch", "role", "params_m", "test_acc", "flatness_r", "corr_acc_mean", "n_seeds")
-METRICS: tuple[str, ...] = ("val_acc", "test_acc", "flatness_r", "corr_acc_mean", "mce", "loss_sharpness")
-UNITS = {
-    "val_acc": "%",
-    "test_acc": "%",
-    "flatness_r": "acc. points",
-    "corr_acc_mean": "%",
-    "mce": "%",
-    "loss_sharpness": "CE",
-}
+METRICS: tuple[str, ...] = (
+    "val_acc", "test_acc", "flatness_r", "corr_acc_mean", "corr_acc_rel", "mce", "loss_sharpness",
+)  # fmt: skip
+COSTS: tuple[str, ...] = ("params_m", "flops_m")
 
 
 def load_picks(path: str | Path) -> list[Arch]:
@@ -61,10 +63,8 @@ def load_picks(path: str | Path) -> list[Arch]:
 
 
 def accuracy_baseline(surrogate: Any, objective: str = "val_acc", constraints: Sequence[str] = ()) -> Arch:
-    """The arch an accuracy-only search picks: the exhaustive optimum of ``objective`` on ``surrogate``."""
-    from flatnas_bench.objectives import ObjectiveContext, make_constraint, make_objective
-    from flatnas_bench.search import exhaustive
-
+    """The arch an accuracy-only search picks: the exhaustive optimum of ``objective`` (a full or short
+    target name, e.g. ``val_acc``) on ``surrogate``."""
     context = ObjectiveContext(surrogate=surrogate)
     result = exhaustive(
         [make_objective(objective, context)], [make_constraint(c, context) for c in constraints]
@@ -72,37 +72,33 @@ def accuracy_baseline(surrogate: Any, objective: str = "val_acc", constraints: S
     return result.front_archs[0]
 
 
-def summarise(rows: pd.DataFrame, picks: Sequence[ArchLike], baseline: ArchLike | None) -> pd.DataFrame:
-    """One row per arch from result rows (several seeds each): ``arch``, ``role`` (pick / baseline /
-    pick+baseline), ``n_seeds``, ``params_m``, ``flops_m``, and ``{metric}`` / ``{metric}_std`` over seeds.
+def summarise(table: BenchTable, picks: Sequence[ArchLike], baseline: ArchLike | None) -> pd.DataFrame:
+    """One row per arch from a table of result rows for one protocol (:meth:`BenchTable.from_results`,
+    several seeds each): ``arch``, ``role`` (pick / baseline / pick+baseline), ``n_seeds``, ``params_m``,
+    ``flops_m``, and ``{metric}`` / ``{metric}_std`` (mean and sample std over seeds) per metric of
+    :data:`METRICS`, named by their result-row column.
 
-    Failed rows (``error`` set) are left out; an arch with no successful row keeps NaN metrics.
+    Failed rows are not in the table's per-seed rows; an arch with no successful row keeps NaN metrics and
+    NB201's C=16, N=5 costs.
     """
     picks = [as_arch(a).canonical() for a in picks]
     base = None if baseline is None else as_arch(baseline).canonical()
     order = list(dict.fromkeys([*picks, *([base] if base is not None else [])]))
-    rows = rows.copy()
-    if "error" in rows.columns:
-        failed = rows["error"].notna() & (rows["error"].astype(str).str.strip() != "")
-        rows = rows[~failed.to_numpy()]
-    rows["_key"] = [as_arch(a).canonical() for a in rows["arch"]]
-    from flatnas_bench.objectives import cost_values
-
-    out = []
-    for arch in order:
-        mine = rows[rows["_key"] == arch]
-        role = "pick+baseline" if arch == base and arch in picks else ("baseline" if arch == base else "pick")
-        entry: dict[str, Any] = {"arch": str(arch), "role": role, "n_seeds": len(mine)}
-        for cost in ("params_m", "flops_m"):  # the trained network's own, else NB201's C=16, N=5 network
-            measured = mine[cost].dropna() if cost in mine.columns else pd.Series(dtype=float)
-            entry[cost] = float(measured.mean()) if len(measured) else float(cost_values([arch], cost)[0])
-        for metric in METRICS:
-            values = mine[metric].astype(float).to_numpy() if metric in mine.columns else np.array([])
-            values = values[np.isfinite(values)]
-            entry[metric] = float(values.mean()) if len(values) else np.nan
-            entry[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else np.nan
-        out.append(entry)
-    return pd.DataFrame(out)
+    long = table.per_seed()
+    long = long.rename(columns={c: metric_column(c) for c in long.columns if c not in ("arch", "seed")})
+    long["arch"] = [str(Arch.from_str(a).canonical()) for a in long["arch"]]
+    stats = seed_stats(long, [*METRICS, *COSTS]).set_index("arch")
+    stats = stats.reindex([str(a) for a in order])
+    stats[N_SEEDS] = stats[N_SEEDS].fillna(0).astype(int)
+    for cost in COSTS:  # the trained network's own, else NB201's C=16, N=5 network
+        stats[cost] = stats[cost].fillna(pd.Series(cost_values(order, cost), index=stats.index))
+    roles = [
+        "pick+baseline" if a == base and a in picks else "baseline" if a == base else "pick" for a in order
+    ]
+    columns = [N_SEEDS, *COSTS, *(f"{m}{s}" for m in METRICS for s in ("", "_std"))]
+    out = stats[columns].reset_index()
+    out.insert(1, "role", roles)
+    return out
 
 
 def _markdown(summary: pd.DataFrame, title: str) -> str:
@@ -200,10 +196,6 @@ def retrain(
 
     ``bench_options`` go to ``bench.run_bench`` (e.g. corruption settings, workers).
     """
-    from flatnas_bench.bench import run_bench
-    from flatnas_bench.protocol import get_protocol
-    from flatnas_bench.store import ResultStore
-
     if not archs:
         raise ConfigError("no archs to retrain; pass ARCH ... or --from-pareto FILE")
     proto = get_protocol(protocol) if isinstance(protocol, str) else protocol
@@ -221,9 +213,12 @@ def retrain(
     )
     with ResultStore(table_path, readonly=True) as store:
         rows = store.to_frame(proto.hash)
+    rows = rows[rows["seed"].isin(list(seeds))]
     if rows.empty:
         raise TableError(f"no results for protocol {proto.name!r} in {table_path}")
-    rows = rows[rows["seed"].isin(list(seeds))] if "seed" in rows.columns else rows
-    summary = summarise(rows, picks, base)
+    table = BenchTable.from_results(
+        rows, proto.dataset, proto.name, protocol_hash=proto.hash, source=str(table_path)
+    )
+    summary = summarise(table, picks, base)
     write_report(summary, out, title=f"Retraining report: protocol {proto.name}, seeds {list(seeds)}")
     return summary

@@ -16,7 +16,7 @@ is 1.1 in every objective; :func:`hypervolume_ratio` divides by the exhaustive f
 
 Entry levels over one engine: :func:`run_search` (from names to a front; what ``flatnas-bench search``
 runs), :func:`search` (objective objects in, :class:`SearchResult` out) and :class:`Search` (pymoo's
-ask/tell, for stepping and inspecting).
+ask/tell: step it, inspect it, or tell it values measured outside, as a training loop does).
 
 >>> from flatnas_bench.objectives import make_objectives
 >>> result = search(make_objectives(["params", "flops:max"]), strategy="exhaustive")
@@ -26,7 +26,6 @@ ask/tell, for stepping and inspecting).
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 from collections.abc import Sequence
@@ -44,6 +43,7 @@ from pymoo.core.problem import Problem
 from pymoo.indicators.hv import Hypervolume
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
+from flatnas_bench.bundled import bundled_surrogate_dir
 from flatnas_bench.errors import ConfigError
 from flatnas_bench.objectives import (
     DEFAULT_ALPHA,
@@ -52,12 +52,14 @@ from flatnas_bench.objectives import (
     Constraint,
     Objective,
     ObjectiveContext,
+    cost_values,
     default_sense,
-    find_quantity,
     make_constraint,
     make_objectives,
 )
-from flatnas_bench.space import NUM_EDGES, NUM_OPS, Arch, all_archs, canonical_archs
+from flatnas_bench.space import NUM_EDGES, NUM_OPS, Arch, canonical_archs, canonical_ordinals
+from flatnas_bench.table_readers import load_table
+from surrogates import load_surrogate
 
 STRATEGIES: tuple[str, ...] = ("nsga2", "exhaustive")
 REF_POINT = 1.1  # hypervolume reference point in every normalised objective
@@ -90,15 +92,9 @@ class SearchConfig:
 _PLACE = NUM_OPS ** np.arange(NUM_EDGES - 1, -1, -1)
 
 
-@functools.cache
-def _canonical_ordinals() -> np.ndarray:
-    """canonical_ordinals[k] = ordinal of the canonical representative of arch k (iso_key classes)."""
-    return np.array([a.canonical().ordinal for a in all_archs()], dtype=np.int64)
-
-
 def iso_ids(X: np.ndarray) -> np.ndarray:
     """Isomorphism-class id (the canonical ordinal) of each gene row of ``X`` (n, 6)."""
-    return _canonical_ordinals()[np.asarray(X, dtype=np.int64) @ _PLACE]
+    return canonical_ordinals()[np.asarray(X, dtype=np.int64) @ _PLACE]
 
 
 def genes_to_archs(X: np.ndarray) -> list[Arch]:
@@ -176,21 +172,36 @@ class Scorer:
         """Every arch scored, in the order first scored."""
         return list(self._rows)
 
+    def record(
+        self, archs: Sequence[Arch], values: np.ndarray | None = None, violations: np.ndarray | None = None
+    ) -> None:
+        """Remember archs not seen before. ``values`` (len(archs), objectives) are objective values in
+        each objective's own unit and sense, evaluated elsewhere (else the objectives are called);
+        ``violations`` (len(archs), constraints) are pymoo's G (else the constraints are called)."""
+        first = {a: i for i, a in reversed(list(enumerate(archs)))}
+        new = [a for a in first if a not in self._rows]
+        if not new:
+            return
+        pick = [first[a] for a in new]
+        if values is None:
+            F = np.column_stack([o.minimised(new) for o in self.objectives])
+        else:
+            F = np.asarray(values, dtype=float)[pick] * np.array([o.sign for o in self.objectives])
+        if violations is not None:
+            G = np.asarray(violations, dtype=float)[pick].reshape(len(new), len(self.constraints))
+        elif self.constraints:
+            G = np.column_stack([c.violation(new) for c in self.constraints])
+        else:
+            G = np.zeros((len(new), 0))
+        F = np.where(np.isnan(F), np.inf, F)
+        for arch, f, g in zip(new, F, G, strict=True):
+            self._rows[arch] = len(self._F)
+            self._F.append(f)
+            self._G.append(g)
+
     def score(self, archs: Sequence[Arch]) -> tuple[np.ndarray, np.ndarray]:
         """(F, G) for ``archs`` (canonical), scoring only archs not seen before."""
-        new = list(dict.fromkeys(a for a in archs if a not in self._rows))
-        if new:
-            F = np.column_stack([o.minimised(new) for o in self.objectives])
-            G = (
-                np.column_stack([c.violation(new) for c in self.constraints])
-                if self.constraints
-                else np.zeros((len(new), 0))
-            )
-            F = np.where(np.isnan(F), np.inf, F)
-            for arch, f, g in zip(new, F, G, strict=True):
-                self._rows[arch] = len(self._F)
-                self._F.append(f)
-                self._G.append(g)
+        self.record(archs)
         idx = [self._rows[a] for a in archs]
         F_all = np.array(self._F).reshape(len(self._F), len(self.objectives))
         G_all = np.array(self._G).reshape(len(self._G), len(self.constraints))
@@ -325,8 +336,6 @@ class SearchResult:
             if obj.std is not None:
                 frame[f"{obj.name}_std"] = obj.std(archs) if archs else []
         if costs and archs:
-            from flatnas_bench.objectives import cost_values
-
             for name, column in (("params", "params_m"), ("flops", "flops_m")):
                 if name not in frame.columns:
                     frame[column] = cost_values(archs, column)
@@ -368,8 +377,6 @@ class SearchResult:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-
-        from flatnas_bench.objectives import cost_values
 
         values = self.values()
         if len(self.objectives) >= 2:
@@ -476,15 +483,35 @@ class Search:
         self._pending = self.algorithm.ask()
         return genes_to_archs(self._pending.get("X"))
 
-    def tell(self, archs: Sequence[Arch] | None = None) -> None:
-        """Score the pending generation (``archs`` is only a check) and advance the algorithm."""
+    def tell(
+        self,
+        archs: Sequence[Arch] | None = None,
+        values: np.ndarray | Sequence[Sequence[float]] | None = None,
+        violations: np.ndarray | None = None,
+    ) -> None:
+        """Advance the algorithm by the pending generation. Without ``values`` the objectives score it;
+        with them, ``values[i]`` holds the objective values of ``archs[i]`` measured outside (each in its
+        objective's own unit and sense), for exactly the archs :meth:`ask` returned, in any order; NaN
+        counts as infeasibly bad. ``violations`` likewise gives the constraints' G (<= 0 is feasible)."""
         if self._pending is None:
             raise ConfigError("tell() called without a pending ask()")
+        asked = genes_to_archs(self._pending.get("X"))
+        if values is not None:
+            if archs is None:
+                raise ConfigError("tell(values=...) needs the archs the values belong to")
+            archs = [a.canonical() for a in archs]
+            shape = (len(archs), len(self.scorer.objectives))
+            if np.shape(values) != shape:
+                raise ConfigError(f"tell() got values of shape {np.shape(values)}, expected {shape}")
+            if set(archs) != set(asked):
+                raise ConfigError("tell() got values for archs other than the pending generation's")
+            self.scorer.record(archs, np.asarray(values, dtype=float), violations)
+        elif archs is not None and len(archs) != len(asked):
+            raise ConfigError(f"tell() got {len(archs)} archs for a generation of {len(asked)}")
         pop, self._pending = self._pending, None
-        if archs is not None and len(archs) != len(pop):
-            raise ConfigError(f"tell() got {len(archs)} archs for a generation of {len(pop)}")
-        self.algorithm.evaluator.eval(self.problem, pop, algorithm=self.algorithm)
-        self.algorithm.tell(infills=pop)
+        with np.errstate(invalid="ignore", divide="ignore"):  # unmeasured archs score inf: no warnings
+            self.algorithm.evaluator.eval(self.problem, pop, algorithm=self.algorithm)
+            self.algorithm.tell(infills=pop)
 
     def run(self) -> SearchResult:
         while not self.done:
@@ -548,7 +575,7 @@ def default_objectives(context: ObjectiveContext) -> list[str]:
     """``["fom", "params"]`` when the context offers the FoM's accuracy and R, else the first accuracy-like
     target or column with ``params``."""
     names = context.targets + context.columns
-    if find_quantity(context, DEFAULT_FOM_ACC) and find_quantity(context, DEFAULT_FOM_R):
+    if context.find(DEFAULT_FOM_ACC) and context.find(DEFAULT_FOM_R):
         return ["fom", "params"]
     accuracies = [n for n in names if default_sense(n) == "max"]
     if not accuracies and not names:
@@ -578,17 +605,11 @@ def run_search(
     >>> r = run_search(["params", "flops:max"], surrogate=None, max_params=0.5)   # doctest: +SKIP
     """
     if surrogate == "bundled":
-        from flatnas_bench.bundled import bundled_surrogate_dir
-
         surrogate = bundled_surrogate_dir()
     if isinstance(surrogate, (str, Path)):
-        from surrogates import load_surrogate
-
         surrogate = load_surrogate(surrogate)
     table = None
     if tables:
-        from flatnas_bench.table import load_table
-
         table = load_table(tables[0])
         for extra in tables[1:]:
             table = table.join(load_table(extra))

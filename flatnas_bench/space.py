@@ -237,6 +237,29 @@ def _classes() -> _Classes:
     return _Classes(frozen, tuple(representative))
 
 
+@functools.cache
+def arch_by_string() -> dict[str, Arch]:
+    """Every NB201 string -> its Arch, built once (~40 ms): parsing 15,625 strings is then ~10 ms."""
+    return {str(arch): arch for arch in all_archs()}
+
+
+def parse_archs(values: Sequence[ArchLike]) -> list[Arch]:
+    """:func:`as_arch` of each value; for many values, NB201 strings are looked up in
+    :func:`arch_by_string` (parsing all 15,625 takes ~10 ms instead of ~0.4 s)."""
+    if len(values) < 256:
+        return [as_arch(v) for v in values]
+    known = arch_by_string()
+    return [(known.get(v) if isinstance(v, str) else None) or as_arch(v) for v in values]
+
+
+@functools.cache
+def canonical_ordinals() -> np.ndarray:
+    """``canonical_ordinals()[k]`` is the ordinal of arch ``k``'s canonical representative (read-only)."""
+    out = np.array([arch.ordinal for arch in _classes().representative], dtype=np.int64)
+    out.setflags(write=False)
+    return out
+
+
 def canonical_archs() -> tuple[Arch, ...]:
     """One representative per isomorphism class (6,466 of them), in ordinal order."""
     return tuple(sorted(group[0] for group in _classes().members.values()))

@@ -31,47 +31,18 @@ from collections.abc import Mapping
 from dataclasses import asdict, is_dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import pandas as pd
 
 from flatnas_bench.errors import ArchError, TableError
+from flatnas_bench.results import RESULT_COLUMNS
 from flatnas_bench.space import as_arch
 
-if TYPE_CHECKING:
-    import pandas as pd
-
-    from flatnas_bench.table import BenchTable
-
 FORMAT_TAG = "flatnas-bench-results"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: corr_acc_rel added (older tables gain the column when opened for writing)
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
-# The result-row contract, in column order, with SQLite types. Accuracies in %, losses mean cross-entropy,
-# flatness_r in accuracy points, params/flops in millions, *_sec in wall-clock seconds.
-RESULT_COLUMNS: dict[str, str] = {
-    "arch": "TEXT NOT NULL",
-    "protocol": "TEXT NOT NULL",
-    "protocol_hash": "TEXT NOT NULL",
-    "seed": "INTEGER NOT NULL",
-    "val_acc": "REAL",
-    "val_loss": "REAL",
-    "test_acc": "REAL",
-    "test_loss": "REAL",
-    "train_acc": "REAL",
-    "train_loss": "REAL",
-    "flatness_r": "REAL",
-    "flatness_r_std": "REAL",
-    "loss_sharpness": "REAL",
-    "params_m": "REAL",
-    "flops_m": "REAL",
-    "corr_acc_mean": "REAL",
-    "mce": "REAL",
-    "corr_per": "TEXT",
-    "train_sec": "REAL",
-    "eval_sec": "REAL",
-    "device": "TEXT",
-    "version": "TEXT",
-    "error": "TEXT",
-}
 STORE_COLUMNS: tuple[str, ...] = (*RESULT_COLUMNS, "finished_at", "extra")
 KEY_COLUMNS = ("arch", "protocol_hash", "seed")
 
@@ -204,8 +175,9 @@ class ResultStore:
                 conn.execute("PRAGMA synchronous = FULL")
                 conn.executescript(_SCHEMA)
                 with self._transaction(conn):
+                    self._migrate(conn)
                     conn.executemany(
-                        "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                         [("format", FORMAT_TAG), ("schema_version", str(SCHEMA_VERSION))],
                     )
         except sqlite3.DatabaseError as exc:
@@ -215,6 +187,14 @@ class ResultStore:
             conn.close()
             raise
         return conn
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        """Add the contract columns an older table lacks (NULL in its old rows)."""
+        stored = {row[1] for row in conn.execute("PRAGMA table_info(results)")}
+        for name, kind in RESULT_COLUMNS.items():
+            if name not in stored:
+                conn.execute(f"ALTER TABLE results ADD COLUMN {name} {kind.replace(' NOT NULL', '')}")
 
     def _foreign(self) -> TableError:
         return TableError(f"{self.path} is a SQLite file but not a flatnas-bench table; refusing to use it")
@@ -295,8 +275,6 @@ class ResultStore:
 
     def protocols(self) -> pd.DataFrame:
         """One row per protocol: ``hash``, ``name``, ``card`` (a dict), ``added_at``, ``rows`` (stored)."""
-        import pandas as pd
-
         frame = pd.read_sql_query(
             "SELECT p.hash, p.name, p.card, p.added_at, COUNT(r.arch) AS rows FROM protocols p "
             "LEFT JOIN results r ON r.protocol_hash = p.hash GROUP BY p.hash ORDER BY p.added_at, p.hash",
@@ -315,8 +293,6 @@ class ResultStore:
 
     def to_frame(self, protocol_hash: str | None = None, *, include_failed: bool = True) -> pd.DataFrame:
         """The stored rows as a DataFrame in contract column order, oldest first (NULL reads as NaN/None)."""
-        import pandas as pd
-
         clauses, args = [], []
         if protocol_hash is not None:
             clauses.append("protocol_hash = ?")
@@ -324,9 +300,12 @@ class ResultStore:
         if not include_failed:
             clauses.append("error IS NULL")
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        stored = {row[1] for row in self._conn.execute("PRAGMA table_info(results)")}
+        present = [c for c in STORE_COLUMNS if c in stored]
         frame = pd.read_sql_query(
-            f"SELECT {', '.join(STORE_COLUMNS)} FROM results {where} ORDER BY rowid", self._conn, params=args
+            f"SELECT {', '.join(present)} FROM results {where} ORDER BY rowid", self._conn, params=args
         )
+        frame = frame.reindex(columns=[c for c in STORE_COLUMNS if c in stored or c in RESULT_COLUMNS])
         # an all-NULL column reads as object; the contract's REAL columns are always float (NaN = missing)
         real = [name for name, kind in RESULT_COLUMNS.items() if kind == "REAL"]
         return frame.astype({name: "float64" for name in real} | {"seed": "int64"})
@@ -365,20 +344,6 @@ class ResultStore:
             what = f"{len(chosen)} matches for {protocol_hash!r}" if protocol_hash else "several protocols"
             raise TableError(f"{self.path} has {what}; choose one of: {listing}")
         return str(chosen["hash"].iloc[0]), dict(chosen["card"].iloc[0])
-
-    def to_bench_table(self, protocol_hash: str | None = None) -> BenchTable:
-        """The successful rows of one protocol as a :class:`~flatnas_bench.table.BenchTable`, the type NB201
-        and NATS tables load into, so our measurements are queried the same way."""
-        from flatnas_bench.table import BenchTable
-
-        chosen, card = self.resolve_protocol(protocol_hash)
-        frame = self.to_frame(chosen, include_failed=False)
-        if frame.empty:
-            raise TableError(f"{self.path} has no successful rows for protocol {card.get('name')} ({chosen})")
-        name = str(frame["protocol"].iloc[0])
-        return BenchTable.from_results(
-            frame, card.get("dataset", "cifar10"), name, protocol_hash=chosen, source=str(self.path)
-        )
 
     # ----- lifetime --------------------------------------------------------------------------------------
     def close(self) -> None:

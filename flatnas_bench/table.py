@@ -3,86 +3,66 @@
 A :class:`BenchTable` holds one row per arch as its source has them (NB201 and NATS-Bench hold all 15,625
 strings; the tables this project measures hold one canonical representative per isomorphism class) and a
 float column per metric. Lookups accept an NB201 string, 6 op indices, an :class:`~flatnas_bench.space.Arch`
-or an NB201 index, and find that arch's own row or else its isomorphism class's row. Unknown archs and
-metrics raise :class:`~flatnas_bench.errors.TableError`; nothing ever returns -1.
+or an NB201 index, and find that arch's own row or else its isomorphism class's row. It is the one table
+abstraction that objectives, surrogates, the FlatNAS loop's archives and retraining consume; files load
+into it through :func:`flatnas_bench.table_readers.load_table`.
 
-Metric names carry dataset, split and fidelity, and there are no defaults:
+Metric names follow the grammar of :mod:`flatnas_bench.results` (``{dataset}_{column}_{protocol}``), and
+every name-taking method accepts a short name resolved by that grammar (:meth:`BenchTable.resolve`):
 
-* NB201-style sources (the CSV in ``../shared/data/nb201``, the official ``nas_201_api`` ``.pth`` file,
-  the NATS-Bench topology directory) use ``{dataset}_{split}_acc_{epochs}ep`` such as
-  ``cifar10_valid_acc_200ep`` (the ``cifar10-valid`` split's validation accuracy, %, mean over seeds),
-  ``cifar10_test_acc_200ep``, ``cifar100_test_acc_12ep_1seed`` (the suffix ``_1seed`` says that every arch
-  has one run only), plus ``{dataset}_params_m`` (M) and ``{dataset}_flops_m`` (M MACs).
-* Our own result tables (:meth:`BenchTable.from_results`) use ``{dataset}_{column}_{protocol}`` such as
-  ``cifar10_val_acc_proxy``: the result row's column, averaged over the successful seeds.
+* NB201-style sources use ``cifar10_valid_acc_200ep`` (the ``cifar10-valid`` split's validation
+  accuracy, %, mean over seeds), ``cifar10_test_acc_200ep``, ``cifar100_test_acc_12ep_1seed`` (the suffix
+  ``_1seed`` says that every arch has one run only), plus ``{dataset}_params_m`` and ``{dataset}_flops_m``.
+* Our own result tables (:meth:`BenchTable.from_results`) use ``cifar10_val_acc_proxy``: the result row's
+  column averaged over the successful seeds, plus ``cifar10_n_seeds_proxy``; the per-seed rows stay
+  available (:meth:`BenchTable.per_seed`).
+* Wherever a table has ``{d}_corr_acc_mean_{p}`` and ``{d}_test_acc_{p}`` it also has the derived
+  ``{d}_corr_acc_resid_{p}``: corruption accuracy minus its least-squares line on clean test accuracy over
+  this table's rows that have both (:func:`flatnas_bench.results.residual_metric`).
 
->>> table = load_table("../shared/data/nb201/nb201_accuracy.csv")  # doctest: +SKIP
 >>> arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
->>> metric = "cifar10_test_acc_200ep"  # CIFAR-10 test accuracy (%), 200 epochs, mean of the seeds
->>> table.get(arch, metric), table.get((3, 3, 4, 1, 3, 1), metric), table.get(1, metric)  # doctest: +SKIP
-(93.66, 93.66, 93.66)
->>> table.index_of(arch)  # doctest: +SKIP
-1
+>>> table.get(arch, "cifar10_test_acc_200ep"), table.get(1, "cifar10_test_acc_200ep")  # doctest: +SKIP
+(93.66, 93.66)
 """
 
 from __future__ import annotations
 
-import difflib
 import functools
-import re
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from flatnas_bench.errors import ArchError, TableError
-from flatnas_bench.space import Arch, all_archs, as_arch
+from flatnas_bench.results import (
+    CORR_ACC_RESID,
+    N_SEEDS,
+    MetricName,
+    label,
+    metric_name,
+    numeric_columns,
+    per_seed,
+    residual_metric,
+    resolve_metric,
+    seed_means,
+)
+from flatnas_bench.space import NUM_ARCHS, Arch, arch_by_string, as_arch, canonical_ordinals
 
 #: What a lookup accepts: an Arch, an NB201 string, 6 op indices, or an NB201 index (int).
 ArchKey = Arch | str | Sequence[int] | int | np.integer
-
-#: NB201's dataset names and the prefixes our metric names give them.
-DATASET_PREFIXES: dict[str, str] = {
-    "cifar10-valid": "cifar10_valid",
-    "cifar10": "cifar10",
-    "cifar100": "cifar100",
-    "ImageNet16-120": "imagenet16",
-}
-
-#: Result-row columns that are bookkeeping, not metrics (``seed`` is averaged over, not reported).
-RESULT_KEY_COLUMNS: tuple[str, ...] = ("arch", "protocol", "protocol_hash", "seed", "error", "dataset")
-
-_NAME_CHARS = re.compile(r"[^a-z0-9]+")
-
-
-def dataset_prefix(dataset: str) -> str:
-    """The metric-name prefix of a dataset: ``cifar10-valid`` -> ``cifar10_valid``, ``ImageNet16-120`` ->
-    ``imagenet16``, anything else lower-cased with runs of other characters turned into ``_``."""
-    if dataset in DATASET_PREFIXES:
-        return DATASET_PREFIXES[dataset]
-    return _NAME_CHARS.sub("_", dataset.lower()).strip("_")
-
-
-def result_metric_name(dataset: str, column: str, protocol: str) -> str:
-    """The metric name of a result-row column: ``result_metric_name("cifar10", "val_acc", "proxy")`` is
-    ``cifar10_val_acc_proxy``; a protocol such as ``nb201-12`` becomes ``nb201_12``."""
-    return f"{dataset_prefix(dataset)}_{column}_{_NAME_CHARS.sub('_', protocol.lower()).strip('_')}"
-
-
-@functools.cache
-def _arch_by_string() -> dict[str, Arch]:
-    """Every NB201 string -> its Arch: parsing a 15,625-row column is then one dict look-up per row."""
-    return {str(arch): arch for arch in all_archs()}
+#: What a lookup gives an arch without its own row: its class's mean (NaN without one), NaN, or an error.
+Fill = Literal["class", "nan", "raise"]
+FILLS: tuple[str, ...] = ("class", "nan", "raise")
 
 
 def parse_arch_column(strings: Iterable[object], where: str) -> list[Arch]:
     """Parse a column of NB201 arch strings; a malformed entry raises :class:`TableError` naming its row
     (0-based data row) and ``where`` (the table's description)."""
-    known = _arch_by_string()
+    known = arch_by_string()
     archs = []
     for row, text in enumerate(strings):
-        arch = known.get(text) if isinstance(text, str) else None
+        arch = text if isinstance(text, Arch) else known.get(text) if isinstance(text, str) else None
         if arch is None:
             try:
                 arch = Arch.from_str(text)  # type: ignore[arg-type]
@@ -92,29 +72,18 @@ def parse_arch_column(strings: Iterable[object], where: str) -> list[Arch]:
     return archs
 
 
-def _numeric_columns(frame: pd.DataFrame, skip: Iterable[str], where: str) -> dict[str, np.ndarray]:
-    """The frame's numeric columns as float64 arrays. Text columns (devices, JSON, versions) are not
-    metrics and are left out; a text column that mixes numbers and words raises."""
-    out: dict[str, np.ndarray] = {}
-    skipped = set(skip)
-    for name in frame.columns:
-        if name in skipped:
-            continue
-        column = frame[name]
-        if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
-            out[str(name)] = column.to_numpy(dtype=np.float64, na_value=np.nan)
-            continue
-        present = column.dropna()
-        present = present[present.astype(str).str.strip() != ""]
-        numbers = pd.to_numeric(present, errors="coerce")
-        if len(present) and numbers.notna().all():
-            out[str(name)] = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
-        elif numbers.notna().any():
-            bad = present.index[numbers.isna().to_numpy()][0]
-            row = frame.index.get_loc(bad)
-            raise TableError(
-                f"column {name!r} of {where} mixes numbers and text (row {row}: {column[bad]!r})"
-            )
+def with_residuals(columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``columns`` plus ``{d}_corr_acc_resid_{p}`` for every ``{d}_corr_acc_mean_{p}`` whose
+    ``{d}_test_acc_{p}`` is there too, computed over these rows (a stale one is recomputed)."""
+    out = {
+        name: values for name, values in columns.items() if MetricName.parse(name).column != CORR_ACC_RESID
+    }
+    for name in list(out):
+        parsed = MetricName.parse(name)
+        clean = str(MetricName(parsed.dataset, "test_acc", parsed.protocol))
+        if parsed.column == "corr_acc_mean" and clean in out:
+            resid = str(MetricName(parsed.dataset, CORR_ACC_RESID, parsed.protocol))
+            out[resid] = residual_metric(out[name], out[clean])
     return out
 
 
@@ -122,15 +91,12 @@ class BenchTable:
     """Per-arch benchmark metrics (floats), looked up by arch, NB201 index or isomorphism class.
 
     Rows are per arch as the source has them. A lookup of an arch whose own row is absent falls back to
-    its isomorphism class: the class's row, or the mean over the class's rows (NaN-skipping) where the
-    source holds several members of the class (NB201 holds all of them; our own tables hold canonical
-    archs only). An arch with neither raises :class:`TableError`.
-
-    Build one with :func:`load_table` (any supported file), :meth:`from_frame` or :meth:`from_results`.
+    its isomorphism class (``fill="class"``): the mean over the class's rows (NaN-skipping); the vectorised
+    :meth:`values` lets the caller choose NaN instead (``fill="nan"``) or an error (``fill="raise"``).
 
     >>> ours = "|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|nor_conv_3x3~1|none~2|"  # canonical
     >>> t = BenchTable.from_frame(pd.DataFrame({"arch": [ours], "cifar10_val_acc_proxy": [61.5]}))
-    >>> t.get(ours, "cifar10_val_acc_proxy")
+    >>> t.get(ours, "val_acc")
     61.5
     >>> twin = "|nor_conv_3x3~0|+|avg_pool_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|none~2|"
     >>> t.get(twin, "cifar10_val_acc_proxy")  # node 2 is dead: the same function, so the same row
@@ -146,12 +112,15 @@ class BenchTable:
         *,
         source: str,
         index: Mapping[Arch, int] | None = None,
+        seed_rows: pd.DataFrame | None = None,
     ) -> None:
         """``archs``: one per row; ``columns``: metric name -> float array of ``len(archs)``; ``source``:
-        a path or description; ``index``: NB201 index per arch (may cover archs without rows)."""
+        a path or description; ``index``: NB201 index per arch (may cover archs without rows);
+        ``seed_rows``: the per-seed long frame behind seed-averaged rows (see :meth:`per_seed`)."""
         self._source = str(source)
         self._archs = tuple(archs)
         n = len(self._archs)
+        columns = with_residuals(columns)
         self._metrics = tuple(columns)
         self._values = np.empty((n, len(self._metrics)), dtype=np.float64)
         for k, (name, column) in enumerate(columns.items()):
@@ -170,14 +139,7 @@ class BenchTable:
         self._arch_at = {i: arch for arch, i in self._index.items()}
         if len(self._arch_at) != len(self._index):
             raise TableError(f"{self._source} gives the same NB201 index to two archs")
-
-    @functools.cached_property
-    def _class_rows(self) -> dict[Arch, np.ndarray]:
-        """Canonical arch -> the rows of its class (built on first use: exact lookups never need it)."""
-        classes: dict[Arch, list[int]] = {}
-        for row, arch in enumerate(self._archs):
-            classes.setdefault(arch.canonical(), []).append(row)
-        return {rep: np.asarray(rows) for rep, rows in classes.items()}
+        self._seed_rows = seed_rows
 
     # ----------------------------------------------------------------------------------- construction
     @classmethod
@@ -205,7 +167,7 @@ class BenchTable:
         if index_column is not None and index_column in frame.columns:
             index = dict(zip(archs, _index_values(frame[index_column], source), strict=True))
             skip.append(index_column)
-        return cls(archs, _numeric_columns(frame, skip, source), source=source, index=index)
+        return cls(archs, numeric_columns(frame, skip, source), source=source, index=index)
 
     @classmethod
     def from_results(
@@ -217,13 +179,13 @@ class BenchTable:
         protocol_hash: str | None = None,
         source: str = "results",
     ) -> BenchTable:
-        """Our result rows (see ARCHITECTURE.md, "Result row") for one protocol, averaged over seeds.
+        """Our result rows (ARCHITECTURE.md, "Result row") for one protocol, averaged over seeds.
 
         Failed rows (``error`` set) are left out; an arch whose every seed failed has no row. Every
         numeric column measured at least once becomes ``{dataset}_{column}_{protocol}`` (e.g.
-        ``cifar10_val_acc_proxy``, %, NaN-skipping mean over seeds), plus ``{dataset}_n_seeds_{protocol}``,
-        the number of successful seeds averaged. Rows of the protocol with two different ``protocol_hash``
-        values (the same name with different overrides) raise unless ``protocol_hash`` picks one.
+        ``cifar10_val_acc_proxy``, %, NaN-skipping mean over seeds), plus ``{dataset}_n_seeds_{protocol}``.
+        Rows of the protocol with two different ``protocol_hash`` values raise unless ``protocol_hash``
+        picks one.
 
         >>> ours = "|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|nor_conv_3x3~1|none~2|"
         >>> rows = pd.DataFrame({"arch": [ours] * 3, "protocol": "proxy", "seed": [0, 1, 2],
@@ -231,54 +193,38 @@ class BenchTable:
         >>> BenchTable.from_results(rows, "cifar10", "proxy").row(ours)
         {'cifar10_val_acc_proxy': 61.0, 'cifar10_n_seeds_proxy': 2.0}
         """
-        for column in ("arch", "protocol"):
-            if column not in frame.columns:
-                raise TableError(f"{source} has no {column!r} column: not a table of result rows")
-        rows = frame[frame["protocol"] == protocol]
-        if rows.empty:
-            present = ", ".join(sorted(map(str, frame["protocol"].dropna().unique()))) or "none"
-            raise TableError(f"no rows of protocol {protocol!r} in {source} (protocols: {present})")
-        if "protocol_hash" in rows.columns:
-            if protocol_hash is not None:
-                rows = rows[rows["protocol_hash"] == protocol_hash]
-                if rows.empty:
-                    raise TableError(
-                        f"no rows of protocol {protocol!r} with hash {protocol_hash!r} in {source}"
-                    )
-            hashes = sorted(map(str, rows["protocol_hash"].dropna().unique()))
-            if len(hashes) > 1:
-                raise TableError(
-                    f"protocol {protocol!r} has {len(hashes)} configurations in {source} "
-                    f"(hashes {', '.join(hashes)}); pass protocol_hash="
-                )
-        if "error" in rows.columns:
-            failed = rows["error"].notna() & (rows["error"].astype(str).str.strip() != "")
-            rows = rows[~failed.to_numpy()]
+        rows = _protocol_rows(frame, protocol, protocol_hash, source)
         archs = parse_arch_column(rows["arch"], source)
-        if "seed" in rows.columns:
-            keys = pd.DataFrame({"arch": [a.ops for a in archs], "seed": rows["seed"].to_numpy()})
-            repeated = keys.duplicated()
-            if repeated.any():
-                row = int(np.flatnonzero(repeated.to_numpy())[0])
-                raise TableError(
-                    f"duplicate rows in {source}: arch {archs[row]} seed {keys['seed'].iloc[row]} repeats"
-                )
-        metrics = _numeric_columns(rows, RESULT_KEY_COLUMNS, source)
-        groups: dict[Arch, list[int]] = {}
-        for row, arch in enumerate(archs):
-            groups.setdefault(arch, []).append(row)
-        order = list(groups)
+        rows = rows.assign(arch=[str(a) for a in archs])
+        long = per_seed(rows, source)
+        means = seed_means(long)
+        rename = {c: metric_name(dataset, c, protocol) for c in long.columns if c not in ("arch", "seed")}
+        rename[N_SEEDS] = metric_name(dataset, N_SEEDS, protocol)
+        columns = {rename[c]: means[c].to_numpy(float) for c in means.columns if c != "arch"}
+        order = [arch_by_string()[s] for s in means["arch"]]
+        kept = [c for c in long.columns if c in ("arch", "seed") or rename.get(c) in columns]
+        seed_rows = long[kept].rename(columns=rename)
+        return cls(order, columns, source=f"{source} (protocol {protocol})", seed_rows=seed_rows)
+
+    @classmethod
+    def side_by_side(cls, tables: Sequence[BenchTable], source: str) -> BenchTable:
+        """Outer union of tables with disjoint metrics (e.g. one per protocol of a result file): every arch
+        of any table, NaN where one lacks it; per-seed rows are kept side by side too."""
+        order: dict[Arch, int] = {}
+        for table in tables:
+            for arch in table.archs:
+                order.setdefault(arch, len(order))
         columns: dict[str, np.ndarray] = {}
-        for name, values in metrics.items():
-            if np.isnan(values).all():
-                continue  # never measured under this protocol (e.g. corruption metrics before that suite)
-            columns[result_metric_name(dataset, name, protocol)] = np.array(
-                [_nanmean(values[groups[arch]]) for arch in order]
-            )
-        columns[result_metric_name(dataset, "n_seeds", protocol)] = np.array(
-            [float(len(groups[arch])) for arch in order]
-        )
-        return cls(order, columns, source=f"{source} (protocol {protocol})")
+        for table in tables:
+            rows = np.array([order[a] for a in table.archs], dtype=np.int64)
+            for metric in table.metrics:
+                if metric in columns:
+                    raise TableError(f"{source}: metric {metric!r} comes from two tables")
+                column = np.full(len(order), np.nan)
+                column[rows] = table.values(metric)
+                columns[metric] = column
+        seeds = [t._seed_rows for t in tables if t._seed_rows is not None]
+        return cls(list(order), columns, source=source, seed_rows=_concat_seed_rows(seeds))
 
     # -------------------------------------------------------------------------------------- accessors
     @property
@@ -309,8 +255,22 @@ class BenchTable:
     def __repr__(self) -> str:
         return f"BenchTable({len(self)} archs, {len(self._metrics)} metrics, source={self._source!r})"
 
+    def resolve(self, name: str) -> str:
+        """The metric ``name`` names by the grammar (:func:`flatnas_bench.results.resolve_metric`)."""
+        return resolve_metric(name, self._metrics, where=self._source)
+
+    def has(self, name: str) -> bool:
+        """Whether ``name`` names exactly one metric of this table."""
+        try:
+            self.resolve(name)
+        except TableError:
+            return False
+        return True
+
     # ---------------------------------------------------------------------------------------- lookups
     def _arch(self, key: ArchKey) -> Arch:
+        if isinstance(key, Arch):
+            return key
         if isinstance(key, bool):
             raise ArchError(f"invalid NB201 arch {key!r}: expected an arch string, 6 op indices or an index")
         if isinstance(key, int | np.integer):
@@ -322,37 +282,76 @@ class BenchTable:
             return arch
         return as_arch(key)
 
+    @functools.cached_property
+    def _own_row(self) -> np.ndarray:
+        """Ordinal (0..15,624) -> this table's row of that arch, -1 where it has none."""
+        out = np.full(NUM_ARCHS, -1, dtype=np.int64)
+        out[[a.ordinal for a in self._archs]] = np.arange(len(self._archs))
+        return out
+
+    @functools.cached_property
+    def _class_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """(canonical ordinal -> class position or -1, class means (classes, metrics), NaN-skipping)."""
+        canon = canonical_ordinals()[[a.ordinal for a in self._archs]] if self._archs else np.zeros(0, int)
+        classes, position = np.unique(canon, return_inverse=True)
+        total = np.zeros((len(classes), len(self._metrics)))
+        count = np.zeros_like(total)
+        finite = np.isfinite(self._values)
+        np.add.at(total, position, np.where(finite, self._values, 0.0))
+        np.add.at(count, position, finite)
+        with np.errstate(all="ignore"):
+            means = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+        where = np.full(NUM_ARCHS, -1, dtype=np.int64)
+        where[classes] = np.arange(len(classes))
+        return where, means
+
     def _rows(self, key: ArchKey) -> np.ndarray:
         """The rows that answer for ``key``: its own row, else its isomorphism class's rows."""
         arch = self._arch(key)
-        row = self._row_of.get(arch)
-        if row is not None:
+        row = self._own_row[arch.ordinal]
+        if row >= 0:
             return np.array([row])
-        rows = self._class_rows.get(arch.canonical())
-        if rows is None:
+        canon = canonical_ordinals()
+        rows = np.flatnonzero(canon[[a.ordinal for a in self._archs]] == canon[arch.ordinal])
+        if len(rows) == 0:
             raise TableError(f"arch {str(arch)!r} (nor any isomorphic arch) is not in {self._source}")
         return rows
 
-    def _answer(self, key: ArchKey, column: int | slice = slice(None)) -> np.ndarray:
-        """Values for ``key`` (one column or all): its own row, else the NaN-skipping mean of its class's."""
-        rows = self._rows(key)
-        return (
-            self._values[rows[0], column] if len(rows) == 1 else _nanmean(self._values[rows, column], axis=0)
-        )
+    def lookup(self, metrics: Sequence[str], archs: Iterable[ArchKey], *, fill: Fill = "class") -> np.ndarray:
+        """Values (len(archs), len(metrics)) of the named metrics for ``archs``, vectorised: each arch's
+        own row; for an arch without one, its class's mean (``fill="class"``, NaN where the class is
+        absent too), NaN (``"nan"``), or the class mean and a :class:`TableError` where that is absent
+        too (``"raise"``). Scoring all 6,466 canonical archs takes a few milliseconds."""
+        if fill not in FILLS:
+            raise TableError(f"fill={fill!r}: expected one of {', '.join(FILLS)}")
+        columns = [self._column[self.resolve(m)] for m in metrics]
+        keys = [self._arch(a) for a in archs]
+        ordinals = np.fromiter((a.ordinal for a in keys), dtype=np.int64, count=len(keys))
+        own = self._own_row[ordinals]
+        out = np.full((len(keys), len(columns)), np.nan)
+        have = own >= 0
+        out[have] = self._values[own[have]][:, columns]
+        if fill == "nan" or have.all():
+            return out
+        where, means = self._class_table
+        position = where[canonical_ordinals()[ordinals[~have]]]
+        if fill == "raise" and (position < 0).any():
+            absent = keys[int(np.flatnonzero(~have)[np.argmax(position < 0)])]
+            raise TableError(f"arch {str(absent)!r} (nor any isomorphic arch) is not in {self._source}")
+        found = np.full((len(position), len(columns)), np.nan)
+        found[position >= 0] = means[position[position >= 0]][:, columns]
+        out[~have] = found
+        return out
 
-    def _column_of(self, name: str) -> int:
-        """Column position of metric ``name``; an unknown or ambiguous name raises, listing close names."""
-        k = self._column.get(name)
-        if k is not None:
-            return k
-        partial = [m for m in self._metrics if isinstance(name, str) and name and name in m]
-        if len(partial) > 1:
-            raise TableError(
-                f"ambiguous metric {name!r} in {self._source}: say which of {', '.join(partial[:8])}"
-            )
-        close = partial or difflib.get_close_matches(str(name), self._metrics, n=5, cutoff=0.5)
-        hint = f"close names: {', '.join(close)}" if close else f"metrics: {', '.join(self._metrics[:12])}"
-        raise TableError(f"unknown metric {name!r} in {self._source}; {hint}")
+    def values(
+        self, metric: str, archs: Iterable[ArchKey] | None = None, *, fill: Fill = "raise"
+    ) -> np.ndarray:
+        """Metric ``metric`` (a full or short name) as a float array: for every row (``archs=None``, in
+        :attr:`archs` order; a read-only view) or for the given archs in their order (see :meth:`lookup`;
+        by default an arch with neither its own nor a class row raises)."""
+        if archs is None:
+            return self._values[:, self._column[self.resolve(metric)]]
+        return self.lookup([metric], list(archs), fill=fill)[:, 0]
 
     def index_of(self, arch: ArchKey) -> int | None:
         """The NB201 index (0..15,624) of ``arch`` where the source has one, else None.
@@ -364,22 +363,57 @@ class BenchTable:
 
     def row(self, arch: ArchKey) -> dict[str, float]:
         """All metrics of ``arch`` (its own row, else its class's mean) as ``{metric: value}``."""
-        return {name: float(v) for name, v in zip(self._metrics, self._answer(arch), strict=True)}
+        values = self.lookup(self._metrics, [arch], fill="raise")[0]
+        return {name: float(v) for name, v in zip(self._metrics, values, strict=True)}
 
     def get(self, arch: ArchKey, metric: str) -> float:
         """One metric of one arch, e.g. ``table.get(0, "cifar10_test_acc_200ep")`` -> 85.8633 (%)."""
-        return float(self._answer(arch, self._column_of(metric)))
+        return float(self.lookup([metric], [arch], fill="raise")[0, 0])
 
-    def values(self, metric: str, archs: Iterable[ArchKey] | None = None) -> np.ndarray:
-        """Metric ``metric`` as a float array: for every row (``archs=None``, in :attr:`archs` order; a
-        read-only view) or for the given archs in their order (each by the lookup rule; an unknown one
-        raises)."""
-        k = self._column_of(metric)
-        if archs is None:
-            return self._values[:, k]
-        return np.array([self._answer(arch, k) for arch in archs], dtype=np.float64)
+    # ------------------------------------------------------------------------------------------- seeds
+    def per_seed(self) -> pd.DataFrame:
+        """The per-seed rows behind a table of our results: ``arch`` (canonical string), ``seed``, then
+        the full metric names (failed rows dropped). Tables without seed rows (NB201) raise."""
+        if self._seed_rows is None:
+            raise TableError(f"{self._source} holds per-arch values only, no per-seed rows")
+        keep = set(map(str, self._archs))
+        rows = self._seed_rows[self._seed_rows["arch"].isin(keep)]
+        return rows.reset_index(drop=True).copy()
+
+    def seed_counts(self, protocol: str | None = None) -> np.ndarray:
+        """Successful seeds per row (float, :attr:`archs` order) from the table's ``n_seeds`` metric;
+        ``protocol`` picks one where the table holds several. Tables without seed counts raise."""
+        counts = [m for m in self._metrics if MetricName.parse(m).column == N_SEEDS]
+        if protocol is not None:
+            counts = [m for m in counts if MetricName.parse(m).protocol == label(protocol)]
+        if len(counts) != 1:
+            what = "no seed counts" if not counts else f"several: {', '.join(counts)}; pass protocol="
+            raise TableError(f"{self._source} has {what}")
+        return self.values(counts[0]).copy()
 
     # ------------------------------------------------------------------------------------------ frames
+    def take(self, rows: Sequence[int] | np.ndarray, source: str | None = None) -> BenchTable:
+        """A table of the given rows (positions, in that order), per-seed rows and derived metrics
+        following them."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        columns = {name: self._values[rows, k] for k, name in enumerate(self._metrics)}
+        return BenchTable(
+            [self._archs[r] for r in rows],
+            columns,
+            source=source or self._source,
+            index=self._index,
+            seed_rows=self._seed_rows,
+        )
+
+    def head(self, n: int) -> BenchTable:
+        """The first ``n`` rows."""
+        return self.take(np.arange(min(n, len(self))))
+
+    def dropna(self, metrics: Sequence[str]) -> BenchTable:
+        """The rows where every named metric is finite."""
+        columns = [self._column[self.resolve(m)] for m in metrics]
+        return self.take(np.flatnonzero(np.all(np.isfinite(self._values[:, columns]), axis=1)))
+
     def to_frame(self) -> pd.DataFrame:
         """A copy as a DataFrame: ``arch`` (NB201 string), ``index`` (NB201 index, nullable; only where
         the source has indices), then one float column per metric."""
@@ -392,14 +426,16 @@ class BenchTable:
     def class_frame(self) -> pd.DataFrame:
         """One row per isomorphism class present: ``arch`` (canonical string), ``n_rows`` (rows of the
         class in this table), then each metric's NaN-skipping mean over those rows."""
-        reps = sorted(self._class_rows)
-        values = np.empty((len(reps), len(self._metrics)))
-        for k, rep in enumerate(reps):
-            values[k] = _nanmean(self._values[self._class_rows[rep]], axis=0)
+        where, means = self._class_table
+        classes = np.flatnonzero(where >= 0)
+        canon = canonical_ordinals()[[a.ordinal for a in self._archs]]
         frame = pd.DataFrame(
-            {"arch": [str(r) for r in reps], "n_rows": [len(self._class_rows[r]) for r in reps]}
+            {
+                "arch": [str(Arch.from_ordinal(int(c))) for c in classes],
+                "n_rows": np.bincount(where[canon], minlength=len(classes)),
+            }
         )
-        return pd.concat([frame, pd.DataFrame(values, columns=list(self._metrics))], axis=1)
+        return pd.concat([frame, pd.DataFrame(means[where[classes]], columns=list(self._metrics))], axis=1)
 
     def join(self, other: BenchTable | pd.DataFrame, *, how: str = "inner") -> BenchTable:
         """This table's rows with ``other``'s metrics appended, matched by the lookup rule (the arch's
@@ -408,11 +444,6 @@ class BenchTable:
         ``other`` is a :class:`BenchTable` or a frame with an ``arch`` column (and optionally ``index``).
         ``how="inner"`` keeps the rows ``other`` can answer; ``"left"`` keeps all, with NaN. Metric names
         present in both tables raise.
-
-        >>> acc = load_table("../shared/data/nb201/nb201_accuracy.csv")  # doctest: +SKIP
-        >>> both = acc.join(load_table("../shared/data/nb201/nb201_latency_help.csv"))  # doctest: +SKIP
-        >>> both.get(0, "pixel3_ms")  # doctest: +SKIP
-        3.6058
         """
         if how not in ("inner", "left"):
             raise TableError(f"join how={how!r}: expected 'inner' or 'left'")
@@ -423,36 +454,63 @@ class BenchTable:
             raise TableError(
                 f"cannot join {other.source} to {self._source}: both have {', '.join(clash[:8])}"
             )
-        keep, extra = [], []
-        for row, arch in enumerate(self._archs):
-            try:
-                extra.append(other._answer(arch))
-            except TableError:
-                if how == "inner":
-                    continue
-                extra.append(np.full(len(other.metrics), np.nan))
-            keep.append(row)
-        extra_values = np.stack(extra) if extra else np.empty((0, len(other.metrics)))
+        extra = other.lookup(other.metrics, self._archs, fill="class")
+        answered = _answered(other, self._archs)
+        keep = np.arange(len(self._archs)) if how == "left" else np.flatnonzero(answered)
         columns = {name: self._values[keep, k] for k, name in enumerate(self._metrics)}
-        columns.update({name: extra_values[:, k] for k, name in enumerate(other.metrics)})
-        index = {**other._index, **self._index}
+        columns.update({name: extra[keep, k] for k, name in enumerate(other.metrics)})
+        seeds = [t._seed_rows for t in (self, other) if t._seed_rows is not None]
         return BenchTable(
-            [self._archs[r] for r in keep], columns, source=f"{self._source} + {other.source}", index=index
+            [self._archs[r] for r in keep],
+            columns,
+            source=f"{self._source} + {other.source}",
+            index={**other._index, **self._index},
+            seed_rows=_concat_seed_rows(seeds),
         )
 
 
-def _nanmean(values: np.ndarray, axis: int | None = None) -> np.ndarray:
-    """Mean that skips NaN and gives NaN (no warning) where every value is NaN."""
-    with np.errstate(all="ignore"):
-        count = np.sum(~np.isnan(values), axis=axis)
-        total = np.nansum(values, axis=axis)
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+def _answered(table: BenchTable, archs: Sequence[Arch]) -> np.ndarray:
+    """Which archs ``table`` has a row for: their own or their class's."""
+    ordinals = np.array([a.ordinal for a in archs], dtype=np.int64)
+    where, _ = table._class_table
+    return (table._own_row[ordinals] >= 0) | (where[canonical_ordinals()[ordinals]] >= 0)
+
+
+def _concat_seed_rows(frames: Sequence[pd.DataFrame]) -> pd.DataFrame | None:
+    if not frames:
+        return None
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+def _protocol_rows(
+    frame: pd.DataFrame, protocol: str, protocol_hash: str | None, source: str
+) -> pd.DataFrame:
+    """The rows of one protocol (and configuration), checked: one hash unless ``protocol_hash`` picks."""
+    for column in ("arch", "protocol"):
+        if column not in frame.columns:
+            raise TableError(f"{source} has no {column!r} column: not a table of result rows")
+    rows = frame[frame["protocol"] == protocol]
+    if rows.empty:
+        present = ", ".join(sorted(map(str, frame["protocol"].dropna().unique()))) or "none"
+        raise TableError(f"no rows of protocol {protocol!r} in {source} (protocols: {present})")
+    if "protocol_hash" in rows.columns:
+        if protocol_hash is not None:
+            rows = rows[rows["protocol_hash"] == protocol_hash]
+            if rows.empty:
+                raise TableError(f"no rows of protocol {protocol!r} with hash {protocol_hash!r} in {source}")
+        hashes = sorted(map(str, rows["protocol_hash"].dropna().unique()))
+        if len(hashes) > 1:
+            raise TableError(
+                f"protocol {protocol!r} has {len(hashes)} configurations in {source} "
+                f"(hashes {', '.join(hashes)}); pass protocol_hash="
+            )
+    return rows
 
 
 def _index_values(column: pd.Series, where: str) -> list[int]:
     """Validate an NB201 index column: integers in 0..15,624, no gaps in the column, no repeats."""
     numbers = pd.to_numeric(column, errors="coerce")
-    bad = numbers.isna() | (numbers != numbers.round()) | (numbers < 0) | (numbers >= len(all_archs()))
+    bad = numbers.isna() | (numbers != numbers.round()) | (numbers < 0) | (numbers >= NUM_ARCHS)
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise TableError(f"bad NB201 index in row {row} of {where}: {column.iloc[row]!r} (expected 0..15624)")
@@ -464,25 +522,15 @@ def _index_values(column: pd.Series, where: str) -> list[int]:
     return values
 
 
-def load_table(path: str | Path, *, arch_column: str = "arch", dataset: str | None = None) -> BenchTable:
-    """Load a benchmark table from whatever ``path`` is.
+def as_table(table: BenchTable | pd.DataFrame, source: str = "DataFrame") -> BenchTable:
+    """A :class:`BenchTable` as is, or one built from a frame with an ``arch`` column (one row per arch;
+    numeric columns become metrics): where a DataFrame arrives, this is the one conversion."""
+    if isinstance(table, BenchTable):
+        return table
+    if isinstance(table, pd.DataFrame):
+        frame = table if "arch" in table.columns else table.reset_index()
+        return BenchTable.from_frame(frame, source=source)
+    raise TableError(f"cannot read a benchmark table from {type(table).__name__}")
 
-    * CSV or Parquet with an arch-string column (``arch_column``) and optionally ``index`` (NB201 index):
-      one row per arch, numeric columns as metrics. A CSV/Parquet export of our result rows (it has
-      ``protocol`` and ``seed`` columns) is read like our SQLite table.
-    * SQLite written by :mod:`flatnas_bench.store` (table ``results``): every protocol's rows through
-      :meth:`BenchTable.from_results`. The dataset comes from a ``dataset`` column, else ``dataset=``,
-      else the protocol registry.
-    * The official NAS-Bench-201 ``.pth`` file (v1_0 / v1_1).
-    * A NATS-Bench topology fast-mode directory (``NATS-tss-v1_0-3ffb9-simple``).
 
-    Anything missing, unrecognised or corrupt raises :class:`TableError` with one line naming the
-    problem. Loading the 15,625-row NB201 CSV takes about 0.1 s.
-
-    >>> table = load_table("../shared/data/nb201/nb201_accuracy.csv")  # doctest: +SKIP
-    >>> len(table), table.get(0, "cifar10_test_acc_200ep")  # doctest: +SKIP
-    (15625, 85.8633)
-    """
-    from flatnas_bench import table_readers
-
-    return table_readers.read_table(Path(path), arch_column=arch_column, dataset=dataset)
+__all__ = ["FILLS", "ArchKey", "BenchTable", "Fill", "as_table", "parse_arch_column", "with_residuals"]

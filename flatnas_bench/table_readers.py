@@ -1,6 +1,6 @@
-"""Readers that turn benchmark files into a :class:`~flatnas_bench.table.BenchTable`.
+"""Loading benchmark files into a :class:`~flatnas_bench.table.BenchTable`: :func:`load_table`.
 
-:func:`read_table` (what :func:`flatnas_bench.table.load_table` calls) recognises a file by its first bytes,
+:func:`load_table` recognises a file by its first bytes,
 not its name: SQLite, Parquet, a torch file (the official NAS-Bench-201 ``.pth``), a bz2 pickle (a
 NATS-Bench single-file benchmark), else text read as CSV; a directory is a NATS-Bench topology fast-mode
 archive. Each failure becomes one :class:`~flatnas_bench.errors.TableError` line.
@@ -39,16 +39,15 @@ import numpy as np
 import pandas as pd
 
 from flatnas_bench.errors import FlatnasError, TableError
-from flatnas_bench.space import Arch
+from flatnas_bench.protocol import get_protocol
+from flatnas_bench.results import TEXT_COLUMNS
+from flatnas_bench.store import SQLITE_MAGIC, ResultStore
 from flatnas_bench.table import BenchTable, parse_arch_column
 
-SQLITE_MAGIC = b"SQLite format 3\x00"
 PARQUET_MAGIC = b"PAR1"
 BZ2_MAGIC = b"BZh"
 NATS_META = "meta.pickle.pbz2"
 _NATS_RECORD = re.compile(r"^(\d+)\.pickle\.pbz2$")
-#: Columns of our result rows that are text even when every value looks like a number (hashes).
-TEXT_COLUMNS = ("arch", "protocol", "protocol_hash", "error")
 
 #: (NB201 dataset, evaluation set) -> metric stem; the fidelity suffix is added per hyper-parameter set.
 ACCURACY_METRICS: dict[tuple[str, str], str] = {
@@ -64,8 +63,26 @@ ACCURACY_METRICS: dict[tuple[str, str], str] = {
 COST_DATASETS: dict[str, str] = {"cifar10": "cifar10", "cifar100": "cifar100", "ImageNet16-120": "imagenet16"}
 
 
-def read_table(path: Path, *, arch_column: str = "arch", dataset: str | None = None) -> BenchTable:
-    """Load ``path`` as a :class:`BenchTable`, choosing the reader from its content (see the module doc)."""
+def load_table(path: str | Path, *, arch_column: str = "arch", dataset: str | None = None) -> BenchTable:
+    """Load a benchmark table from whatever ``path`` is.
+
+    * CSV or Parquet with an arch-string column (``arch_column``) and optionally ``index`` (NB201 index):
+      one row per arch, numeric columns as metrics. A CSV/Parquet export of our result rows (it has
+      ``protocol`` and ``seed`` columns) is read like our SQLite table.
+    * SQLite written by :mod:`flatnas_bench.store` (table ``results``): every protocol's rows through
+      :meth:`BenchTable.from_results`. The dataset comes from a ``dataset`` column, else the stored
+      protocol card, else ``dataset=``, else the protocol registry.
+    * The official NAS-Bench-201 ``.pth`` file (v1_0 / v1_1).
+    * A NATS-Bench topology fast-mode directory (``NATS-tss-v1_0-3ffb9-simple``).
+
+    Anything missing, unrecognised or corrupt raises :class:`TableError` with one line naming the
+    problem. Loading the 15,625-row NB201 CSV takes about 0.1 s.
+
+    >>> table = load_table("../shared/data/nb201/nb201_accuracy.csv")  # doctest: +SKIP
+    >>> len(table), table.get(0, "cifar10_test_acc_200ep")  # doctest: +SKIP
+    (15625, 85.8633)
+    """
+    path = Path(path)
     if not path.exists():
         raise TableError(f"benchmark table not found: {path}")
     if path.is_dir():
@@ -128,8 +145,6 @@ def read_sqlite(path: Path, *, dataset: str | None = None) -> BenchTable:
 
     The dataset of each protocol comes from its stored card (``protocols`` table), else ``dataset``.
     """
-    from flatnas_bench.store import ResultStore
-
     try:
         with ResultStore(path, readonly=True) as store:
             frame = store.to_frame()
@@ -164,7 +179,7 @@ def results_table(
         label = f"{protocol}_{str(phash)[:8]}" if per_name[protocol] > 1 else str(protocol)
         rows = rows.assign(protocol=label)
         tables.append(BenchTable.from_results(rows, data, label, protocol_hash=str(phash), source=where))
-    return _side_by_side(tables, where) if len(tables) > 1 else tables[0]
+    return BenchTable.side_by_side(tables, where) if len(tables) > 1 else tables[0]
 
 
 def _protocol_dataset(
@@ -187,8 +202,6 @@ def _protocol_dataset(
         return datasets[phash]
     if dataset is not None:
         return dataset
-    from flatnas_bench.protocol import get_protocol
-
     try:
         preset = get_protocol(protocol)
     except FlatnasError:
@@ -198,24 +211,6 @@ def _protocol_dataset(
     raise TableError(
         f"cannot tell which dataset protocol {protocol!r} ({phash}) in {where} used; pass dataset="
     )
-
-
-def _side_by_side(tables: list[BenchTable], where: str) -> BenchTable:
-    """Outer union of tables with disjoint metrics: every arch of any table, NaN where one lacks it."""
-    order: dict[Arch, int] = {}
-    for table in tables:
-        for arch in table.archs:
-            order.setdefault(arch, len(order))
-    columns: dict[str, np.ndarray] = {}
-    for table in tables:
-        rows = np.array([order[a] for a in table.archs], dtype=np.int64)
-        for metric in table.metrics:
-            if metric in columns:
-                raise TableError(f"{where}: metric {metric!r} comes from two protocols")
-            column = np.full(len(order), np.nan)
-            column[rows] = table.values(metric)
-            columns[metric] = column
-    return BenchTable(list(order), columns, source=where)
 
 
 # ----------------------------------------------------------------------------------- NB201 / NATS-Bench

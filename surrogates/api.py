@@ -6,7 +6,7 @@ featurized from its canonical representative (so isomorphic archs always get ide
 each target's model is cross-validated (k-fold, pooled out-of-fold Kendall tau, Spearman rho, R2, RMSE)
 before the final fit on all classes.
 
->>> from flatnas_bench.table import load_table
+>>> from flatnas_bench.table_readers import load_table  # doctest: +SKIP
 >>> s = fit_surrogate(load_table("../shared/data/nb201/nb201_accuracy.csv"),
 ...                   ["cifar10_valid_acc_200ep"])                                     # doctest: +SKIP
 >>> s.predict(["|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|"
@@ -16,8 +16,6 @@ before the final fit on all classes.
 from __future__ import annotations
 
 import datetime as _dt
-import functools
-import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -27,8 +25,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from flatnas_bench.costs import cost_arrays
 from flatnas_bench.errors import ConfigError, ModelFileError, TableError
-from flatnas_bench.space import Arch, ArchLike, all_archs, as_arch
+from flatnas_bench.results import resolve_metrics
+from flatnas_bench.space import Arch, ArchLike, parse_archs
+from flatnas_bench.table import BenchTable, as_table
 from surrogates import io
 from surrogates.base import Surrogate, create_surrogate, surrogate_class
 from surrogates.features import feature_version, featurize
@@ -47,69 +48,24 @@ def _package_version() -> str:
     return __version__
 
 
-@functools.cache
-def _arch_by_string() -> dict[str, Arch]:
-    return {str(a): a for a in all_archs()}
-
-
-def _parse_all(values: Sequence[ArchLike]) -> list[Arch]:
-    """:func:`as_arch` of each value; many NB201 strings are looked up in a table built once (~40 ms),
-    which parses all 15,625 in ~10 ms instead of ~0.4 s."""
-    if len(values) < 256:
-        return [as_arch(v) for v in values]
-    table = _arch_by_string()
-    return [(table.get(v) if isinstance(v, str) else None) or as_arch(v) for v in values]
-
-
-def resolve_target(name: str, available: Sequence[str]) -> str:
-    """``name`` itself when the table has it, else the one metric that carries it between a dataset prefix
-    and a protocol suffix (``val_acc`` -> ``cifar10_val_acc_proxy``), preferring the shortest suffix
-    (``flatness_r`` is ``..._flatness_r_proxy``, not ``..._flatness_r_std_proxy``). Several equally good
-    matches raise; no match returns ``name`` unchanged for the caller's error.
-
-    >>> resolve_target("flatness_r", ["cifar10_flatness_r_std_proxy", "cifar10_flatness_r_proxy"])
-    'cifar10_flatness_r_proxy'
-    """
-    if name in available:
-        return name
-    pattern = re.compile(rf"[a-z0-9]+_{re.escape(name)}_(.+)")
-    matches = [(m.group(1).count("_"), c) for c in available if (m := pattern.fullmatch(c))]
-    if not matches:
-        return name
-    best = min(depth for depth, _ in matches)
-    chosen = [c for depth, c in matches if depth == best]
-    if len(chosen) > 1:
-        raise TableError(f"ambiguous target {name!r}: say which of {', '.join(chosen)}")
-    return chosen[0]
-
-
-def _training_frame(table: Any, targets: Sequence[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Arch strings and target columns of ``table`` (a BenchTable or a DataFrame with an ``arch`` column),
-    and a description of the source with a content hash of exactly those columns."""
-    if isinstance(table, pd.DataFrame):
-        if "arch" not in table.columns:
-            raise TableError("a DataFrame table needs an 'arch' column of NB201 strings")
-        archs = _parse_all(list(table["arch"]))
-        available = [c for c in table.columns if c != "arch" and pd.api.types.is_numeric_dtype(table[c])]
-        description = "pandas DataFrame"
-    else:
-        archs = list(table.archs)
-        available = list(table.metrics)
-        description = str(table.source)  # the path, plus the protocol for our own tables
+def _training_frame(
+    table: BenchTable | pd.DataFrame, targets: Sequence[str]
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Arch strings and target columns of ``table`` (a BenchTable; a DataFrame with an ``arch`` column is
+    converted), targets named by the metric-name grammar, and a description of the source with a content
+    hash of exactly those columns."""
+    table = as_table(table, source="pandas DataFrame")
+    available = list(table.metrics)
     if not targets:
         raise ConfigError("give at least one target; available: " + ", ".join(available))
-    targets = [resolve_target(t, available) for t in targets]
-    unknown = [t for t in targets if t not in available]
-    if unknown:
-        raise TableError(f"unknown target(s) {', '.join(unknown)}; the table has: {', '.join(available)}")
-    if len(set(targets)) != len(targets):
-        raise ConfigError(f"duplicate targets in {', '.join(targets)}")
-    if isinstance(table, pd.DataFrame):
-        columns = {t: table[t].to_numpy(dtype=np.float64) for t in targets}
-    else:
-        columns = {t: np.asarray(table.values(t), dtype=np.float64) for t in targets}
-    strings = [str(a) for a in archs]
-    source = {"description": description, "table_hash": io.frame_hash(strings, columns), "n_rows": len(archs)}
+    targets = resolve_metrics(list(targets), available, what="target", where=table.source)
+    columns = {t: np.array(table.values(t), dtype=np.float64) for t in targets}
+    strings = [str(a) for a in table.archs]
+    source = {
+        "description": table.source,  # the path, plus the protocol for our own tables
+        "table_hash": io.frame_hash(strings, columns),
+        "n_rows": len(strings),
+    }
     return pd.DataFrame({"arch": strings, **columns}), source
 
 
@@ -117,7 +73,7 @@ def class_means(frame: pd.DataFrame, target: str) -> tuple[list[Arch], np.ndarra
     """Canonical archs and the class mean of ``target`` over rows with a finite value, in ordinal order."""
     values = frame[target].to_numpy(dtype=np.float64)
     ok = np.isfinite(values)
-    canon = [a.canonical() for a in _parse_all(list(frame["arch"][ok]))]
+    canon = [a.canonical() for a in parse_archs(list(frame["arch"][ok]))]
     grouped = pd.Series(values[ok]).groupby([a.ordinal for a in canon]).mean()
     archs = [Arch.from_ordinal(int(k)) for k in grouped.index]
     return archs, grouped.to_numpy()
@@ -153,14 +109,14 @@ class SurrogateSet:
         return self.models[self._check_targets([target])[0]]
 
     def _check_targets(self, targets: Sequence[str] | None) -> list[str]:
+        """The full target names that ``targets`` (full or short names) name; all targets for None."""
         if targets is None:
             return self.targets
-        unknown = [t for t in targets if t not in self.models]
-        if unknown:
-            raise ConfigError(
-                f"unknown target(s) {', '.join(unknown)}; this surrogate predicts: {', '.join(self.targets)}"
-            )
-        return list(targets)
+        return resolve_metrics(list(targets), self.targets, what="target", where="this surrogate")
+
+    def resolve(self, target: str) -> str:
+        """The full name of the target ``target`` names (``val_acc`` -> ``cifar10_val_acc_proxy``)."""
+        return self._check_targets([target])[0]
 
     def _zero_cost_config(self) -> ZeroCostConfig | None:
         if not self.meta.get("zero_cost"):
@@ -174,7 +130,7 @@ class SurrogateSet:
 
     def features(self, archs: Sequence[ArchLike]) -> np.ndarray:
         """Feature rows (float32) for ``archs``, from the per-canonical-arch cache."""
-        canon = [a.canonical() for a in _parse_all(archs)]
+        canon = [a.canonical() for a in parse_archs(archs)]
         missing = list(dict.fromkeys(a for a in canon if a.ordinal not in self._rows))
         if missing:
             X, names = featurize(
@@ -199,7 +155,7 @@ class SurrogateSet:
         ...            "nor_conv_3x3~1|nor_conv_3x3~2|"])                          # doctest: +SKIP
         """
         chosen = self._check_targets(targets)
-        parsed = _parse_all(archs)
+        parsed = parse_archs(archs)
         canon = [a.canonical() for a in parsed]
         ordinals, inverse = np.unique([a.ordinal for a in canon], return_inverse=True)
         X = self.features([Arch.from_ordinal(int(k)) for k in ordinals])  # one row per class present
@@ -235,8 +191,33 @@ class SurrogateSet:
         return f"SurrogateSet(model={self.meta['model']!r}, targets={self.targets})"
 
 
+def _fit_targets(
+    X_by_target: dict[str, tuple[np.ndarray, np.ndarray]],
+    model: str,
+    params: dict[str, Any],
+    seed: int,
+    folds: int,
+) -> tuple[dict[str, Surrogate], dict[str, dict[str, float]]]:
+    """Per target (in order, seeded ``seed + 1000 * k``): the ``folds``-fold CV metrics (NaN with 0
+    folds) and the model fitted on every class."""
+    models: dict[str, Surrogate] = {}
+    cv: dict[str, dict[str, float]] = {}
+    for k, (target, (X, y)) in enumerate(X_by_target.items()):
+        target_seed = seed + 1000 * k
+
+        def fit_predict(X_tr: np.ndarray, y_tr: np.ndarray, X_te: np.ndarray, s: int = target_seed):
+            return create_surrogate(model, **params).fit(X_tr, y_tr, seed=s).predict(X_te)[0]
+
+        if folds:
+            cv[target] = cross_validate(fit_predict, X, y, folds=folds, seed=target_seed)
+        else:
+            cv[target] = {**dict.fromkeys(METRICS, float("nan")), "n": len(y), "folds": 0}
+        models[target] = create_surrogate(model, **params).fit(X, y, seed=target_seed)
+    return models, cv
+
+
 def fit_surrogate(
-    table: Any,
+    table: BenchTable | pd.DataFrame,
     targets: Sequence[str],
     *,
     n_models: int = 5,
@@ -250,7 +231,9 @@ def fit_surrogate(
 ) -> SurrogateSet:
     """Fit one ``model`` ensemble (``n_models`` members) per target, with ``folds``-fold CV metrics.
 
-    ``table`` is a :class:`~flatnas_bench.table.BenchTable` or a DataFrame with an ``arch`` column.
+    ``table`` is a :class:`~flatnas_bench.table.BenchTable` (or a DataFrame with an ``arch`` column, one
+    row per arch); ``targets`` are full or short metric names (``val_acc``, see
+    :func:`flatnas_bench.results.resolve_metric`).
     ``zero_cost=True`` adds the zero-cost proxy features (``zero_cost_config``, cached in
     ``zero_cost_cache``; see :mod:`surrogates.zero_cost`). Rows whose target is NaN are skipped for that
     target; each target needs at least :data:`MIN_CLASSES` distinct isomorphism classes. ``folds=0``
@@ -278,21 +261,7 @@ def fit_surrogate(
         )
         X_by_target[target] = (X, y)
 
-    models: dict[str, Surrogate] = {}
-    cv: dict[str, dict[str, float]] = {}
-    for k, target in enumerate(targets):
-        X, y = X_by_target[target]
-        target_seed = seed + 1000 * k
-
-        def fit_predict(X_tr: np.ndarray, y_tr: np.ndarray, X_te: np.ndarray, s: int = target_seed):
-            return create_surrogate(model, **params).fit(X_tr, y_tr, seed=s).predict(X_te)[0]
-
-        if folds:
-            cv[target] = cross_validate(fit_predict, X, y, folds=folds, seed=target_seed)
-        else:
-            cv[target] = {**dict.fromkeys(METRICS, float("nan")), "n": len(y), "folds": 0}
-        models[target] = create_surrogate(model, **params).fit(X, y, seed=target_seed)
-
+    models, cv = _fit_targets(X_by_target, model, params, seed, folds)
     zc_config = None
     if zero_cost:
         from surrogates.zero_cost import ZeroCostConfig
@@ -376,11 +345,9 @@ def query(
     >>> query(load_surrogate("model_dir"), ["|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|"
     ...        "skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"])                  # doctest: +SKIP
     """
-    from flatnas_bench.costs import cost_arrays
-
     frame = surrogate.predict(archs, targets)
     params_m, flops_m = cost_arrays()
-    ordinals = [a.ordinal for a in _parse_all(list(frame["arch"]))]
+    ordinals = [a.ordinal for a in parse_archs(list(frame["arch"]))]
     frame["params_m"] = params_m[ordinals]
     frame["flops_m"] = flops_m[ordinals]
     return frame

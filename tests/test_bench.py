@@ -97,8 +97,6 @@ def test_a_protocol_change_is_a_new_key(tmp_path, tiny_data):
 
 
 def test_bench_with_generated_corruptions(tmp_path, tiny_data):
-    pytest.importorskip("flatnas_bench.corruptions")
-    pytest.importorskip("flatnas_bench.robustness")
     table = tmp_path / "t.sqlite"
     run_bench([CONV], tiny_protocol(corruption_subset=8), table, tiny_data, progress=False, threads=1)
     with ResultStore(table, readonly=True) as store:

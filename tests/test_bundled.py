@@ -14,14 +14,14 @@ import pytest
 from flatnas_bench.bundled import (
     PROTOCOL,
     SURROGATE_TARGETS,
-    TABLE_COLUMNS,
     bundled_arch_file,
     bundled_surrogate_dir,
     bundled_table_path,
     load_bundled_table,
 )
+from flatnas_bench.results import metric_name
 from flatnas_bench.space import Arch
-from flatnas_bench.table import result_metric_name
+from flatnas_bench.store import STORE_COLUMNS
 
 ALL_CONV = Arch.from_ops((3, 3, 3, 3, 3, 3))
 ALL_SKIP = Arch.from_ops((1, 1, 1, 1, 1, 1))
@@ -34,7 +34,8 @@ def frame() -> pd.DataFrame:
 
 
 def test_table_schema_and_row_count(frame: pd.DataFrame) -> None:
-    assert tuple(frame.columns) == TABLE_COLUMNS
+    # a `table export` from before corr_acc_rel joined the contract: every other store column, in order
+    assert tuple(frame.columns) == tuple(c for c in STORE_COLUMNS if c != "corr_acc_rel")
     archs = [line for line in bundled_arch_file().read_text().splitlines() if line.strip()]
     assert len(frame) == len(archs) == 503
     assert frame["error"].isna().all()
@@ -64,14 +65,20 @@ def test_table_numbers_are_sane(frame: pd.DataFrame) -> None:
 def test_loads_through_the_table_api() -> None:
     table = load_bundled_table()
     assert len(table) == 503
-    assert result_metric_name("cifar10", "flatness_r", PROTOCOL) in table.metrics
+    assert metric_name("cifar10", "flatness_r", PROTOCOL) in table.metrics
+    # corr_acc_rel is derived on load from the stored corr_acc_mean and test_acc
+    raw = pd.read_csv(bundled_table_path()).set_index("arch")
+    arch = str(ALL_CONV)
+    expected = raw.loc[arch, "corr_acc_mean"] / raw.loc[arch, "test_acc"]
+    assert table.get(arch, "corr_acc_rel") == pytest.approx(expected, rel=1e-12)
+    assert 0.5 < expected < 1.5
 
 
 def test_surrogate_loads_and_predicts_every_target() -> None:
     from surrogates import load_surrogate
 
     model = load_surrogate(bundled_surrogate_dir())
-    assert model.targets == [result_metric_name("cifar10", t, PROTOCOL) for t in SURROGATE_TARGETS]
+    assert model.targets == [metric_name("cifar10", t, PROTOCOL) for t in SURROGATE_TARGETS]
     report = model.cv_report
     assert (report["folds"] == 5).all() and report[
         ["kendall_tau", "spearman_rho", "r2", "rmse"]

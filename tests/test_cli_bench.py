@@ -19,7 +19,8 @@ from helpers import TINY_SETTINGS, make_imagefolder
 from typer.testing import CliRunner
 
 from cli.main import app
-from flatnas_bench.store import RESULT_COLUMNS, ResultStore
+from flatnas_bench.results import RESULT_COLUMNS
+from flatnas_bench.store import ResultStore
 
 ROOT = Path(__file__).resolve().parents[1]
 MEASURED = [c for c in RESULT_COLUMNS if c not in ("train_sec", "eval_sec", "device")]

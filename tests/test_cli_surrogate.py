@@ -91,7 +91,7 @@ def test_user_mistakes_are_one_line(model_dir: Path, small_csv: Path, tmp_path: 
     )
     assert "nope" in one_line_error(bad_target) and "val_acc" in bad_target.stderr
     query_target = runner.invoke(app, ["query", ARCH, "--surrogate", str(model_dir), "--targets", "nope"])
-    assert "predicts: val_acc, flatness_r" in one_line_error(query_target)
+    assert "choose from: val_acc, flatness_r" in one_line_error(query_target)
     assert "invalid NB201 arch" in one_line_error(
         runner.invoke(app, ["query", "|x~0|", "--surrogate", str(model_dir)])
     )

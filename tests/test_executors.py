@@ -14,7 +14,7 @@ from flatnas_bench.candidate import CandidateJob
 from flatnas_bench.data import load_images
 from flatnas_bench.errors import ConfigError
 from flatnas_bench.executors import RunContext, SerialExecutor, get_executor, list_executors
-from flatnas_bench.store import RESULT_COLUMNS
+from flatnas_bench.results import RESULT_COLUMNS
 
 # measured numbers that must agree bit for bit between executors (wall times and device labels may not)
 MEASURED = [c for c in RESULT_COLUMNS if c not in ("train_sec", "eval_sec", "device")]

@@ -11,6 +11,7 @@ import pytest
 from flatnas_bench.errors import ConfigError
 from flatnas_bench.retrain import load_picks, summarise, write_report
 from flatnas_bench.space import Arch
+from flatnas_bench.table import BenchTable
 
 PICK = Arch.from_str(
     "|nor_conv_3x3~0|+|none~0|nor_conv_1x1~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
@@ -19,7 +20,7 @@ OTHER = Arch.from_str("|nor_conv_1x1~0|+|none~0|none~1|+|skip_connect~0|nor_conv
 BASE = Arch((3,) * 6)
 
 
-def _rows() -> pd.DataFrame:
+def _rows() -> BenchTable:
     rows = []
     for arch, acc, corr, r in ((PICK, 92.0, 70.0, 2.0), (OTHER, 88.0, 66.0, 1.5), (BASE, 93.0, 67.0, 4.0)):
         for seed in (0, 1):
@@ -28,7 +29,7 @@ def _rows() -> pd.DataFrame:
                  "flatness_r": r, "corr_acc_mean": corr + seed, "mce": 100 - corr, "error": None}
             )  # fmt: skip
     rows.append({"arch": str(PICK), "seed": 2, "val_acc": np.nan, "error": "diverged: loss nan at epoch 1"})
-    return pd.DataFrame(rows)
+    return BenchTable.from_results(pd.DataFrame(rows).assign(protocol="proxy"), "cifar10", "proxy")
 
 
 def test_summary_averages_seeds_and_skips_failures():
@@ -38,6 +39,7 @@ def test_summary_averages_seeds_and_skips_failures():
     assert first["n_seeds"] == 2 and first["test_acc"] == 92.5
     assert first["test_acc_std"] == pytest.approx(np.std([92.0, 93.0], ddof=1))
     assert first["params_m"] == pytest.approx(0.615386, abs=1e-6)  # NB201 C=16, N=5 when rows lack params
+    assert first["corr_acc_rel"] == pytest.approx(np.mean([70.0 / 92.0, 71.0 / 93.0]))  # derived per seed
     both = summarise(_rows(), [BASE], BASE)
     assert list(both["role"]) == ["pick+baseline"]
 

@@ -6,13 +6,16 @@ from __future__ import annotations
 import math
 import sqlite3
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from flatnas_bench.errors import TableError
 from flatnas_bench.protocol import get_protocol
+from flatnas_bench.results import RESULT_COLUMNS
 from flatnas_bench.space import Arch
-from flatnas_bench.store import RESULT_COLUMNS, ResultStore
+from flatnas_bench.store import ResultStore
+from flatnas_bench.table_readers import load_table
 
 PROTOCOL = get_protocol("proxy", epochs=1)
 CONV = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
@@ -129,8 +132,30 @@ def test_export_round_trips(store, tmp_path, suffix):
 
 
 def test_reads_back_as_a_bench_table(store):
-    pytest.importorskip("flatnas_bench.table")
     store.add(row())
-    store.add(row(str(Arch.from_ops((1, 0, 0, 0, 0, 1)).canonical()), val_acc=30.0))
-    table = store.to_bench_table()
+    store.add(row(str(Arch.from_ops((1, 0, 0, 0, 0, 1)).canonical()), val_acc=30.0, corr_acc_mean=24.0))
+    table = load_table(store.path)
     assert len(table) == 2
+    assert table.get((1, 0, 0, 0, 0, 1), "val_acc") == 30.0
+    assert table.get((1, 0, 0, 0, 0, 1), "corr_acc_rel") == pytest.approx(24.0 / 49.0)  # derived on read
+    assert np.isnan(table.get(CONV, "corr_acc_rel"))  # no corruption accuracy measured
+
+
+def test_a_table_written_before_corr_acc_rel_is_read_and_upgraded(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with ResultStore(path) as store:
+        store.add_protocol(PROTOCOL)
+        store.add(row(corr_acc_mean=39.2))
+    with sqlite3.connect(path) as conn:  # make it a schema-1 table: no corr_acc_rel column
+        conn.execute("ALTER TABLE results DROP COLUMN corr_acc_rel")
+        conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    with ResultStore(path, readonly=True) as store:
+        frame = store.to_frame()
+    assert list(frame.columns[: len(RESULT_COLUMNS)]) == list(RESULT_COLUMNS)
+    assert frame["corr_acc_rel"].isna().all()
+    assert load_table(path).get(CONV, "corr_acc_rel") == pytest.approx(39.2 / 49.0)
+    with ResultStore(path) as store:  # a writer adds the column; old rows keep NULL there
+        store.add(row(seed=1, corr_acc_mean=24.5))
+        assert store.to_frame()["corr_acc_rel"].tolist()[1] is not None
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)

@@ -24,7 +24,7 @@ from surrogates import (
     query,
     rank_metrics,
 )
-from surrogates.api import class_means, resolve_target
+from surrogates.api import class_means
 from surrogates.features import cell_stats, featurize
 from surrogates.zero_cost import PROXIES, ZeroCostConfig, zero_cost_matrix
 
@@ -147,23 +147,27 @@ def test_corrupt_or_missing_files_are_one_line(saved: Path, tmp_path: Path, dama
 
 
 def test_unknown_target_lists_the_available_ones(fitted: SurrogateSet) -> None:
-    with pytest.raises(TableError, match=r"unknown target.*nope.*the table has: acc, loss"):
+    with pytest.raises(TableError, match=r"unknown target 'nope'.*choose from: acc, loss"):
         fit_surrogate(synthetic_frame(), ["nope"], folds=0, params=FAST)
-    with pytest.raises(ConfigError, match=r"unknown target.*nope.*predicts: acc, loss"):
+    with pytest.raises(TableError, match=r"unknown target .nope. in this surrogate; choose from: acc, loss"):
         fitted.predict([all_archs()[0]], targets=["nope"])
 
 
 def test_short_target_names_resolve_to_the_result_metric() -> None:
-    metrics = ["cifar10_val_acc_proxy", "cifar10_flatness_r_std_proxy", "cifar10_flatness_r_proxy", "acc"]
-    assert resolve_target("val_acc", metrics) == "cifar10_val_acc_proxy"
-    assert resolve_target("flatness_r", metrics) == "cifar10_flatness_r_proxy"  # not the _std column
-    assert resolve_target("acc", metrics) == "acc"  # an exact name wins
-    assert resolve_target("nope", metrics) == "nope"  # left for the caller's unknown-target error
-    with pytest.raises(TableError, match="ambiguous target 'test_acc'"):
-        resolve_target("test_acc", ["cifar10_test_acc_200ep", "cifar100_test_acc_200ep"])
-    frame = synthetic_frame().rename(columns={"acc": "cifar10_acc_proxy"})
-    fitted = fit_surrogate(frame, ["acc"], n_models=1, folds=0, params=FAST)
-    assert fitted.targets == ["cifar10_acc_proxy"]
+    frame = synthetic_frame().rename(columns={"acc": "cifar10_acc_proxy", "loss": "cifar10_loss_proxy"})
+    frame["cifar10_acc_std_proxy"] = 0.5  # a column whose name holds the short name; never chosen for it
+    fitted = fit_surrogate(frame, ["acc", "loss_proxy"], n_models=1, folds=0, params=FAST)
+    assert fitted.targets == ["cifar10_acc_proxy", "cifar10_loss_proxy"]
+    arch = sample_archs(1, 3)
+    short, full = fitted.predict(arch, ["acc"]), fitted.predict(arch, ["cifar10_acc_proxy"])
+    assert list(short.columns) == ["arch", "cifar10_acc_proxy", "cifar10_acc_proxy_std"]
+    assert short.equals(full)
+    with pytest.raises(TableError, match=r"unknown target 'nope' in this surrogate; "):
+        fitted.predict(arch, ["nope"])
+    with pytest.raises(TableError, match=r"ambiguous target 'test_acc'.*cifar10_test_acc_200ep, cifar100_"):
+        fit_surrogate(
+            frame.assign(cifar10_test_acc_200ep=1.0, cifar100_test_acc_200ep=2.0), ["test_acc"], folds=0
+        )
 
 
 def test_bootstrap_members_spread_wider() -> None:
@@ -279,7 +283,7 @@ def test_query_adds_exact_costs(fitted: SurrogateSet) -> None:
 
 
 def test_real_nb201_subset_ranks_well(nb201_csv: Path) -> None:
-    from flatnas_bench.table import load_table
+    from flatnas_bench.table_readers import load_table
 
     table = load_table(nb201_csv)
     s = fit_surrogate(table, ["cifar10_valid_acc_200ep"], n_models=2, folds=3, params={"n_estimators": 60})
@@ -289,7 +293,7 @@ def test_real_nb201_subset_ranks_well(nb201_csv: Path) -> None:
 
 
 def test_nats_fixture_fits_without_cv_and_asks_for_fewer_folds(shared_data: Path) -> None:
-    from flatnas_bench.table import load_table
+    from flatnas_bench.table_readers import load_table
 
     path = shared_data / "nats-tss-fixture" / "NATS-tss-v1_0-3ffb9-simple"
     if not path.exists():

@@ -14,8 +14,11 @@ import torch
 from conftest import require_shared
 
 from flatnas_bench.errors import ArchError, TableError
+from flatnas_bench.protocol import get_protocol
 from flatnas_bench.space import Arch, all_archs, canonical_archs, iso_class
-from flatnas_bench.table import BenchTable, load_table
+from flatnas_bench.store import ResultStore
+from flatnas_bench.table import BenchTable
+from flatnas_bench.table_readers import load_table
 
 INDEX0 = "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|"
 INDEX1 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
@@ -406,12 +409,9 @@ def test_from_results_averages_successful_seeds():
 
 
 def test_our_sqlite_table_and_its_exports_load_alike(tmp_path):
-    store_module = pytest.importorskip("flatnas_bench.store")
-    from flatnas_bench.protocol import get_protocol
-
     protocol = get_protocol("proxy", dataset="cifar100")
     path = tmp_path / "bench.sqlite"
-    with store_module.ResultStore(path) as store:
+    with ResultStore(path) as store:
         store.add_protocol(protocol)
         for row in result_rows(protocol.name, protocol.hash).to_dict("records"):
             store.add({k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()})
