@@ -47,7 +47,8 @@ from flatnas_bench.data import DeviceData
 from flatnas_bench.encodings import live_route_counts
 from flatnas_bench.flatness import perturbation_outcomes
 from flatnas_bench.protocol import Protocol, get_protocol
-from flatnas_bench.reliability import linear_residual, pair_reliability, replicate_pairs
+from flatnas_bench.reliability import pair_reliability, replicate_pairs
+from flatnas_bench.results import residual_metric
 from flatnas_bench.train import predict, train_model
 
 SIGMAS = (0.05, 0.1, 0.2)
@@ -260,7 +261,7 @@ def derived(records: pd.DataFrame) -> pd.DataFrame:
         resid = np.full(len(records), np.nan)
         for _, idx in records.groupby("budget").groups.items():
             pos = records.index.get_indexer(idx)
-            resid[pos] = linear_residual(records.loc[idx, col], records.loc[idx, "test_acc"])
+            resid[pos] = residual_metric(records.loc[idx, col], records.loc[idx, "test_acc"])
         records[f"corr_acc_resid|{tag}"] = resid
     return records
 

@@ -122,15 +122,3 @@ def metric_reliability(
         values = pd.to_numeric(frame[se_column], errors="coerce")
         within = float(values[np.isfinite(values)].mean() * se_scale) if values.notna().any() else math.nan
     return pair_reliability(pairs, metric, boot=boot, seed=seed, within_se=within)
-
-
-def linear_residual(y: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``y`` minus its least-squares line in ``x`` (NaN where either is missing): what of ``y`` is not
-    explained linearly by ``x``, e.g. corruption accuracy given clean accuracy."""
-    y, x = np.asarray(y, dtype=np.float64), np.asarray(x, dtype=np.float64)
-    ok = np.isfinite(y) & np.isfinite(x)
-    out = np.full(y.shape, np.nan)
-    if ok.sum() >= 2 and np.ptp(x[ok]) > 0:
-        slope, intercept = np.polyfit(x[ok], y[ok], 1)
-        out[ok] = y[ok] - (slope * x[ok] + intercept)
-    return out

@@ -13,7 +13,6 @@ from scipy import stats
 
 from flatnas_bench.reliability import (
     icc1,
-    linear_residual,
     metric_reliability,
     pair_reliability,
     replicate_pairs,
@@ -79,11 +78,3 @@ def test_rank_agreement_equals_scipy(rows) -> None:
     else:
         assert rel.spearman == pytest.approx(stats.spearmanr(pairs[:, 0], pairs[:, 1])[0], nan_ok=True)
         assert rel.kendall == pytest.approx(stats.kendalltau(pairs[:, 0], pairs[:, 1])[0], nan_ok=True)
-
-
-def test_linear_residual_removes_the_line_exactly() -> None:
-    x = np.array([1.0, 2.0, 3.0, 4.0, np.nan])
-    y = 2.0 * x + 1.0 + np.array([0.5, -0.5, -0.5, 0.5, 0.0])
-    resid = linear_residual(y, x)
-    np.testing.assert_allclose(resid[:4], [0.5, -0.5, -0.5, 0.5], atol=1e-12)
-    assert math.isnan(resid[4])
