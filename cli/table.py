@@ -1,9 +1,11 @@
-"""``flatnas-bench table show|export``: look at or export a benchmark table written by ``bench``.
+"""``flatnas-bench table show|export|reliability``: look at, export, or measure the seed-to-seed
+reliability of a benchmark table written by ``bench``.
 
     flatnas-bench table show runs/proxy.sqlite --sort val_acc --limit 10
     flatnas-bench table export runs/proxy.sqlite runs/proxy.parquet
+    flatnas-bench table reliability flatnas_bench/bundled/proxy_cifar10.csv
 
-Both only read the table, so they are safe while a bench run is writing it.
+All only read the table, so they are safe while a bench run is writing it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ SHOWN = [
 class Action(str, Enum):
     show = "show"
     export = "export"
+    reliability = "reliability"
 
 
 def show_frame(store: ResultStore, protocol: str | None, sort: str | None, limit: int | None) -> pd.DataFrame:
@@ -58,15 +61,25 @@ def show_frame(store: ResultStore, protocol: str | None, sort: str | None, limit
 @command("table")
 def table(
     action: Annotated[Action, typer.Argument(help="show: print rows; export: write CSV or Parquet.")],
-    path: Annotated[Path, typer.Argument(help="SQLite table written by flatnas-bench bench.")],
+    path: Annotated[
+        Path, typer.Argument(help="SQLite table written by flatnas-bench bench (reliability: or its export).")
+    ],
     out: Annotated[Path | None, typer.Argument(help="export: OUT.csv or OUT.parquet.")] = None,
     sort: Annotated[str | None, typer.Option("--sort", help="show: column to sort by, descending.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="show: at most this many rows.", min=1)] = None,
     protocol: Annotated[
         str | None, typer.Option("--protocol", help="Only this protocol (name or hash prefix).")
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="reliability: print JSON records.")] = False,
+    boot: Annotated[
+        int, typer.Option("--boot", help="reliability: bootstrap resamples per 95 % interval.", min=0)
+    ] = 1000,
 ) -> None:
-    """Show a benchmark table's rows and protocols, or export it to CSV/Parquet."""
+    """Show a benchmark table's rows and protocols, export it to CSV/Parquet, or print each metric's
+    seed-to-seed reliability (Spearman, Kendall, ICC with bootstrap 95 % intervals)."""
+    if action is Action.reliability:
+        _reliability(path, protocol, as_json, boot)
+        return
     with ResultStore(path, readonly=True) as store:
         if action is Action.export:
             if out is None:
@@ -89,3 +102,23 @@ def _show(store: ResultStore, protocol: str | None, sort: str | None, limit: int
     typer.echo(f"{counts['rows']} rows: {counts['ok']} ok, {counts['failed']} failed")
     frame = show_frame(store, protocol, sort, limit)
     typer.echo(frame.to_string(index=False, max_colwidth=100, float_format=lambda v: f"{v:.4g}"))
+
+
+def _reliability(path: Path, protocol: str | None, as_json: bool, boot: int) -> None:
+    import json
+
+    from flatnas_bench.reliability import table_reliability
+    from flatnas_bench.table_readers import load_table
+
+    results = table_reliability(load_table(path), protocol, boot=boot)
+    if as_json:
+        typer.echo(json.dumps([r.as_dict() for r in results], indent=1))
+        return
+    typer.echo(f"seed-to-seed reliability over the archs of {path} with two seeds (first two seeds each)")
+    typer.echo(f"{'metric':36} {'archs':>5} {'Spearman [95 % CI]':>22} {'Kendall [95 % CI]':>22} "
+               f"{'ICC [95 % CI]':>22} {'within SE':>9}")  # fmt: skip
+    for r in results:
+        cells = [f"{v:6.3f} [{lo:6.3f}, {hi:6.3f}]" for v, (lo, hi) in
+                 ((r.spearman, r.spearman_ci), (r.kendall, r.kendall_ci), (r.icc, r.icc_ci))]  # fmt: skip
+        se = f"{r.within_se:9.3f}" if r.within_se == r.within_se else f"{'-':>9}"
+        typer.echo(f"{r.metric:36} {r.archs:5d} {cells[0]:>22} {cells[1]:>22} {cells[2]:>22} {se}")

@@ -109,6 +109,7 @@ def evaluate_candidate(
         precision=protocol.precision,
     )  # fmt: skip
     row.update(val_acc=flat.acc, val_loss=flat.loss, flatness_r=flat.r, flatness_r_std=flat.r_std)
+    row["flatness_r_se"] = flat.r_se
     row.update(loss_sharpness=flat.loss_sharpness)
     correct, losses = predict(
         model, data.test_x, data.test_y, precision=protocol.precision, transform=data.normalize

@@ -29,6 +29,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from flatnas_bench.errors import TableError
+from flatnas_bench.results import CORR_ACC_RESID, MetricName, label, residual_metric
+from flatnas_bench.table import BenchTable
+
 
 @dataclass(frozen=True)
 class Reliability:
@@ -52,15 +56,18 @@ class Reliability:
         return asdict(self)
 
 
+def _pair_rows(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The rows that form the replicate pairs: each arch's two lowest seeds with a finite ``metric``, for
+    archs that have two, sorted by arch then seed."""
+    sub = frame[np.isfinite(pd.to_numeric(frame[metric], errors="coerce"))]
+    sub = sub.sort_values(["arch", "seed"], kind="stable")
+    sub = sub[sub.groupby("arch", sort=False).cumcount() < 2]
+    return sub[sub.groupby("arch", sort=False)["seed"].transform("size") == 2]
+
+
 def replicate_pairs(frame: pd.DataFrame, metric: str) -> np.ndarray:
     """(n_archs, 2) array: the metric at each arch's two lowest seeds, for archs with >= 2 finite values."""
-    sub = frame.loc[np.isfinite(pd.to_numeric(frame[metric], errors="coerce")), ["arch", "seed", metric]]
-    sub = sub.sort_values(["arch", "seed"], kind="stable")
-    rank = sub.groupby("arch", sort=False).cumcount()
-    first = sub[rank == 0].set_index("arch")[metric]
-    second = sub[rank == 1].set_index("arch")[metric]
-    both = pd.concat([first, second], axis=1, join="inner")
-    return both.to_numpy(dtype=np.float64)
+    return _pair_rows(frame, metric)[metric].to_numpy(dtype=np.float64).reshape(-1, 2)
 
 
 def icc1(pairs: np.ndarray) -> float:
@@ -114,11 +121,59 @@ def metric_reliability(
 ) -> Reliability:
     """:class:`Reliability` of column ``metric`` of a long (arch, seed, ...) frame.
 
-    ``se_column`` names a per-row spread whose mean times ``se_scale`` is the within-measurement standard
-    error (for R: ``flatness_r_std`` with ``se_scale = 1 / sqrt(M)``)."""
-    pairs = replicate_pairs(frame, metric)
+    ``se_column`` names a per-row spread whose mean over the paired rows, times ``se_scale``, is the
+    within-measurement standard error (``flatness_r_se``; or ``flatness_r_std`` with ``se_scale = 1 /
+    sqrt(M)``)."""
+    rows = _pair_rows(frame, metric)
+    pairs = rows[metric].to_numpy(dtype=np.float64).reshape(-1, 2)
     within = math.nan
-    if se_column is not None and se_column in frame:
-        values = pd.to_numeric(frame[se_column], errors="coerce")
-        within = float(values[np.isfinite(values)].mean() * se_scale) if values.notna().any() else math.nan
+    if se_column is not None and se_column in rows:
+        values = pd.to_numeric(rows[se_column], errors="coerce")
+        within = float(values.mean() * se_scale) if values.notna().any() else math.nan
     return pair_reliability(pairs, metric, boot=boot, seed=seed, within_se=within)
+
+
+#: Result-row columns (and the derived residual) whose reliability ``table reliability`` reports.
+RELIABILITY_COLUMNS = (
+    "val_acc", "test_acc", "train_acc", "val_loss", "test_loss", "flatness_r", "loss_sharpness",
+    "corr_acc_mean", "corr_acc_rel", "corr_acc_resid", "mce",
+)  # fmt: skip
+
+
+def table_reliability(
+    table: BenchTable, protocol: str | None = None, *, boot: int = 1000, seed: int = 0
+) -> list[Reliability]:
+    """Seed-to-seed :class:`Reliability` of every measured metric of a table of our results (one per
+    metric and protocol, ``protocol`` picking one), over its archs with at least two seeds.
+
+    ``corr_acc_resid`` is computed per seed row here (corruption accuracy minus its least-squares line in
+    clean test accuracy over all seed rows of the protocol); R's within-measurement standard error is the
+    mean of the rows' ``flatness_r_se``. Raises :class:`TableError` when no arch has two seeds.
+    """
+    long = table.per_seed()
+    columns: dict[str, dict[str, str]] = {}
+    for name in long.columns.drop(["arch", "seed"], errors="ignore"):
+        parsed = MetricName.parse(name)
+        columns.setdefault(parsed.protocol or "", {})[parsed.column] = name
+    if protocol is not None:
+        wanted = label(protocol)
+        if wanted not in columns:
+            raise TableError(
+                f"{table.source} has no rows of protocol {protocol!r}; it has {', '.join(columns)}"
+            )
+        columns = {wanted: columns[wanted]}
+    if "seed" not in long.columns or (long.groupby("arch")["seed"].nunique() < 2).all():
+        raise TableError(
+            f"no arch in {table.source} has two seeds; measure replicates with bench --seeds 0,1"
+        )
+    out = []
+    for names in columns.values():
+        if "corr_acc_mean" in names and "test_acc" in names:
+            resid = names["corr_acc_mean"].replace("corr_acc_mean", CORR_ACC_RESID, 1)
+            long[resid] = residual_metric(long[names["corr_acc_mean"]], long[names["test_acc"]])
+            names = {**names, CORR_ACC_RESID: resid}
+        for column in RELIABILITY_COLUMNS:
+            if column in names and long[names[column]].notna().any():
+                se = names.get("flatness_r_se") if column == "flatness_r" else None
+                out.append(metric_reliability(long, names[column], boot=boot, seed=seed, se_column=se))
+    return out

@@ -40,7 +40,7 @@ from flatnas_bench.results import RESULT_COLUMNS
 from flatnas_bench.space import as_arch
 
 FORMAT_TAG = "flatnas-bench-results"
-SCHEMA_VERSION = 2  # 2: corr_acc_rel added (older tables gain the column when opened for writing)
+SCHEMA_VERSION = 3  # 2: corr_acc_rel, 3: flatness_r_se (older tables gain them when opened for writing)
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 STORE_COLUMNS: tuple[str, ...] = (*RESULT_COLUMNS, "finished_at", "extra")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -78,3 +79,63 @@ def test_rank_agreement_equals_scipy(rows) -> None:
     else:
         assert rel.spearman == pytest.approx(stats.spearmanr(pairs[:, 0], pairs[:, 1])[0], nan_ok=True)
         assert rel.kendall == pytest.approx(stats.kendalltau(pairs[:, 0], pairs[:, 1])[0], nan_ok=True)
+
+
+def _results_csv(tmp_path, n_archs: int = 12):
+    """A results export of our own: n archs x seeds 0 and 1 (plus a third seed and a failed row)."""
+    from flatnas_bench.protocol import get_protocol
+    from flatnas_bench.space import canonical_archs
+
+    archs = [str(a) for a in list(canonical_archs())[100 : 100 + n_archs]]
+    rng = np.random.default_rng(0)
+    signal = rng.normal(size=n_archs)
+    rows = []
+    for seed in (0, 1):
+        for i, arch in enumerate(archs):
+            rows.append(
+                {"arch": arch, "protocol": "proxy", "protocol_hash": get_protocol("proxy").hash, "seed": seed,
+                 "val_acc": 40 + 2 * signal[i] + rng.normal(), "test_acc": 45 + signal[i],
+                 "flatness_r": 1 + 0.1 * i + 0.5 * seed, "flatness_r_se": 0.1 * (1 + seed),
+                 "corr_acc_mean": 40 + signal[i] + rng.normal(scale=0.5), "error": None}
+            )  # fmt: skip
+    rows.append({**rows[0], "seed": 2, "val_acc": 99.0})  # a third seed: ignored by the pairs
+    rows.append({**rows[1], "seed": 3, "val_acc": np.nan, "error": "diverged: loss nan"})
+    path = tmp_path / "results.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path, pd.DataFrame(rows[: 2 * n_archs])
+
+
+def test_table_reliability_of_a_results_table_matches_its_pairs(tmp_path) -> None:
+    from flatnas_bench.reliability import table_reliability
+    from flatnas_bench.table_readers import load_table
+
+    path, rows = _results_csv(tmp_path)
+    results = {r.metric: r for r in table_reliability(load_table(path), boot=100)}
+    val = results["cifar10_val_acc_proxy"]
+    a, b = rows[rows.seed == 0]["val_acc"].to_numpy(), rows[rows.seed == 1]["val_acc"].to_numpy()
+    assert val.archs == 12
+    assert val.spearman == pytest.approx(stats.spearmanr(a, b)[0])
+    assert val.icc == pytest.approx(icc1(np.column_stack([a, b])))
+    r = results["cifar10_flatness_r_proxy"]
+    assert r.spearman == pytest.approx(1.0) and r.within_se == pytest.approx(0.15)
+    assert "cifar10_corr_acc_rel_proxy" in results and "cifar10_corr_acc_resid_proxy" in results
+
+
+def test_table_reliability_command_prints_and_writes_json(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    path, _ = _results_csv(tmp_path)
+    runner = CliRunner()
+    shown = runner.invoke(app, ["table", "reliability", str(path), "--boot", "50"])
+    assert shown.exit_code == 0, shown.output
+    line = next(s for s in shown.output.splitlines() if s.startswith("cifar10_flatness_r_proxy"))
+    assert " 12 " in line and "1.000" in line and "0.150" in line
+    as_json = runner.invoke(app, ["table", "reliability", str(path), "--json", "--protocol", "proxy"])
+    records = {r["metric"]: r for r in json.loads(as_json.output)}
+    assert records["cifar10_flatness_r_proxy"]["kendall"] == pytest.approx(1.0)
+    single = tmp_path / "single.csv"
+    pd.read_csv(path).query("seed == 0").to_csv(single, index=False)
+    refused = runner.invoke(app, ["table", "reliability", str(single)])
+    assert refused.exit_code == 2 and "two seeds" in refused.output

@@ -158,4 +158,4 @@ def test_a_table_written_before_corr_acc_rel_is_read_and_upgraded(tmp_path):
         store.add(row(seed=1, corr_acc_mean=24.5))
         assert store.to_frame()["corr_acc_rel"].tolist()[1] is not None
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("3",)
