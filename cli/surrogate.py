@@ -28,19 +28,28 @@ def cv_table(report: pd.DataFrame, title: str) -> Table:
     """The CV report (one row per target) as a rich table."""
     table = Table(title=title)
     table.add_column("target", no_wrap=True)
-    for name in ("kendall tau", "spearman rho", "R2", "RMSE", "archs", "folds"):
+    for name in ("kendall tau", "ceiling tau", "spearman rho", "R2", "RMSE", "archs", "folds"):
         table.add_column(name, justify="right")
     for row in report.itertuples(index=False):
         table.add_row(
             row.target,
             _fmt(row.kendall_tau),
+            _ceiling(row.ceiling_kendall, row.ceiling_archs),
             _fmt(row.spearman_rho),
             _fmt(row.r2),
             _fmt(row.rmse),
             str(row.n),
             str(row.folds),
         )
+    table.caption = (
+        "ceiling tau: seed-to-seed Kendall tau of the measurement itself over the table's archs with two "
+        "seeds (n); a surrogate cannot rank better than a second measurement does"
+    )
     return table
+
+
+def _ceiling(kendall: float, archs: int) -> str:
+    return "no replicates" if kendall != kendall else f"{kendall:.4f} (n={int(archs)})"
 
 
 def _choices() -> str:
@@ -157,13 +166,27 @@ def query_command(
     chosen = [t.strip() for t in targets.split(",") if t.strip()] if targets else None
     frame = query(model, wanted, chosen)
     if as_json:
+        report = model.cv_report.set_index("target")
+        for target in [c for c in frame.columns if f"{c}_std" in frame.columns]:
+            frame[f"{target}_cv_tau"] = report.loc[target, "kendall_tau"]
+            frame[f"{target}_ceiling_tau"] = report.loc[target, "ceiling_kendall"]
         typer.echo(json.dumps(frame.to_dict(orient="records"), indent=2))
         return
     table = Table(title=f"surrogate predictions ({len(frame)} archs)")
+    table.caption = (
+        "CV tau: the surrogate's cross-validated Kendall tau; ceiling: seed-to-seed tau of the data"
+    )
     table.add_column("arch", overflow="fold")
     shown = [model.resolve(t) for t in chosen] if chosen else model.targets
+    report = model.cv_report.set_index("target")
     for target in shown:
-        table.add_column(target, justify="right", overflow="fold")
+        quality = report.loc[target]
+        table.add_column(
+            f"{target}\nCV tau {_fmt(quality.kendall_tau, 2)}, "
+            f"ceiling {_fmt(quality.ceiling_kendall, 2) if quality.ceiling_archs else 'n/a'}",
+            justify="right",
+            overflow="fold",
+        )
     table.add_column("params (M)", justify="right")
     table.add_column("FLOPs (M MACs)", justify="right")
     for row in frame.to_dict(orient="records"):

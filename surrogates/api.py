@@ -27,6 +27,7 @@ import pandas as pd
 
 from flatnas_bench.costs import cost_arrays
 from flatnas_bench.errors import ConfigError, ModelFileError, TableError
+from flatnas_bench.reliability import table_reliability
 from flatnas_bench.results import resolve_metrics
 from flatnas_bench.space import Arch, ArchLike, parse_archs
 from flatnas_bench.table import BenchTable, as_table
@@ -100,10 +101,23 @@ class SurrogateSet:
 
     @property
     def cv_report(self) -> pd.DataFrame:
-        """Cross-validation metrics, one row per target: kendall_tau, spearman_rho, r2, rmse, n, folds."""
-        rows = [{"target": t, **self.meta["cv"][t]} for t in self.targets]
-        frame = pd.DataFrame(rows, columns=["target", *METRICS, "n", "folds"])
-        return frame.astype({m: float for m in METRICS})  # null (no CV) -> NaN
+        """Cross-validation metrics, one row per target: kendall_tau, spearman_rho, r2, rmse, n, folds,
+        then the target's noise ceiling from the training table's replicate seeds: ``ceiling_kendall``
+        (seed-to-seed Kendall tau; NaN when the table had no replicates) and ``ceiling_archs``."""
+        ceilings = self.meta.get("ceiling") or {}
+        rows = [
+            {
+                "target": t,
+                **self.meta["cv"][t],
+                "ceiling_kendall": (ceilings.get(t) or {}).get("kendall"),
+                "ceiling_archs": (ceilings.get(t) or {}).get("archs", 0),
+            }
+            for t in self.targets
+        ]
+        frame = pd.DataFrame(
+            rows, columns=["target", *METRICS, "n", "folds", "ceiling_kendall", "ceiling_archs"]
+        )
+        return frame.astype({m: float for m in (*METRICS, "ceiling_kendall")})  # null -> NaN
 
     def __getitem__(self, target: str) -> Surrogate:
         return self.models[self._check_targets([target])[0]]
@@ -191,6 +205,23 @@ class SurrogateSet:
         return f"SurrogateSet(model={self.meta['model']!r}, targets={self.targets})"
 
 
+def noise_ceilings(table: BenchTable, targets: Sequence[str], boot: int = 200) -> dict[str, dict | None]:
+    """Per target: the seed-to-seed agreement of its measurement over the table's archs with two seeds
+    (``kendall``, ``kendall_ci``, ``spearman``, ``archs``), the ceiling a surrogate's CV Kendall tau is
+    read against; None for targets without replicates (and for tables with no per-seed rows)."""
+    try:
+        found = {r.metric: r for r in table_reliability(table, boot=boot)}
+    except TableError:
+        found = {}
+    out: dict[str, dict | None] = {}
+    for target in targets:
+        r = found.get(target)
+        out[target] = None if r is None else {
+            "kendall": r.kendall, "kendall_ci": list(r.kendall_ci), "spearman": r.spearman, "archs": r.archs
+        }  # fmt: skip
+    return out
+
+
 def _fit_targets(
     X_by_target: dict[str, tuple[np.ndarray, np.ndarray]],
     model: str,
@@ -262,6 +293,7 @@ def fit_surrogate(
         X_by_target[target] = (X, y)
 
     models, cv = _fit_targets(X_by_target, model, params, seed, folds)
+    ceiling = noise_ceilings(as_table(table, source="pandas DataFrame"), targets)
     zc_config = None
     if zero_cost:
         from surrogates.zero_cost import ZeroCostConfig
@@ -279,6 +311,7 @@ def fit_surrogate(
         "zero_cost_config": zc_config,
         "source": source,
         "cv": cv,
+        "ceiling": ceiling,
         "n_models": n_models,
         "seed": seed,
         "folds": folds,

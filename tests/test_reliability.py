@@ -139,3 +139,40 @@ def test_table_reliability_command_prints_and_writes_json(tmp_path) -> None:
     pd.read_csv(path).query("seed == 0").to_csv(single, index=False)
     refused = runner.invoke(app, ["table", "reliability", str(single)])
     assert refused.exit_code == 2 and "two seeds" in refused.output
+
+
+def test_fit_surrogate_reports_each_target_beside_its_noise_ceiling(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    path, rows = _results_csv(tmp_path)
+    runner = CliRunner()
+    out = tmp_path / "sur"
+    fitted = runner.invoke(
+        app,
+        ["fit-surrogate", "--table", str(path), "--targets", "val_acc,flatness_r", "--out", str(out),
+         "--folds", "3", "--models", "2"],
+    )  # fmt: skip
+    assert fitted.exit_code == 0, fitted.output
+    assert "1.0000 (n=12)" in fitted.output  # R's seeds rank the archs identically
+    meta = json.loads((out / "metadata.json").read_text())
+    a, b = rows[rows.seed == 0]["val_acc"].to_numpy(), rows[rows.seed == 1]["val_acc"].to_numpy()
+    assert meta["ceiling"]["cifar10_val_acc_proxy"]["kendall"] == pytest.approx(stats.kendalltau(a, b)[0])
+    assert meta["ceiling"]["cifar10_flatness_r_proxy"]["archs"] == 12
+    # the surrogate trains on per-arch seed means
+    from surrogates import load_surrogate
+
+    model = load_surrogate(out)
+    assert model.meta["models"]["cifar10_val_acc_proxy"]["n_train"] == 12
+
+    arch = rows["arch"].iloc[0]
+    queried = runner.invoke(app, ["query", arch, "--surrogate", str(out), "--json"])
+    record = json.loads(queried.output)[0]
+    report = model.cv_report.set_index("target")
+    assert record["cifar10_val_acc_proxy_cv_tau"] == pytest.approx(
+        report.loc["cifar10_val_acc_proxy", "kendall_tau"]
+    )
+    assert record["cifar10_flatness_r_proxy_ceiling_tau"] == pytest.approx(1.0)
+    shown = runner.invoke(app, ["query", arch, "--surrogate", str(out)], terminal_width=250)
+    assert "ceiling 1.00" in shown.output and "CV tau" in shown.output
