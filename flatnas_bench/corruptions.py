@@ -293,16 +293,16 @@ def _rgb_to_hsv(rgb: np.ndarray) -> np.ndarray:
 
 def _hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
     """skimage ``color.hsv2rgb`` with its arithmetic, vectorised over any batch: sector i = floor(6 h),
-    f = 6 h - i, p = v (1 - s), q = v (1 - f s), t = v (1 - (1 - f) s)."""
+    f = 6 h - i, p = v (1 - s), q = v (1 - f s), t = v (1 - (1 - f) s), each channel picked by sector."""
     h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
     sector = np.floor(h * 6)
     f = h * 6 - sector
     p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
-    options = np.stack(
-        [np.stack(rgb, axis=-1) for rgb in ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))]
-    )
-    which = (sector.astype(np.int64) % 6)[None, ..., None]
-    return np.take_along_axis(options, np.broadcast_to(which, (1, *hsv.shape)), axis=0)[0]
+    sector = sector.astype(np.int64) % 6
+    red = np.choose(sector, (v, q, p, p, t, v))
+    green = np.choose(sector, (t, v, v, q, p, p))
+    blue = np.choose(sector, (p, p, t, v, v, q))
+    return np.stack([red, green, blue], axis=-1)
 
 
 @functools.lru_cache(maxsize=32)
