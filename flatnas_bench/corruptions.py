@@ -541,7 +541,8 @@ def _affine_warp(img: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     map that sends the points (26, 26), (26, 6), (6, 6) (x, y) to themselves plus ``offsets`` (n, 3, 2).
 
     OpenCV's own ``getAffineTransform`` and ``warpAffine``: the latter resolves source positions in its
-    fixed point (1/32 px), which only OpenCV reproduces exactly."""
+    fixed point (1/32 px), which only OpenCV reproduces exactly. OpenCV 3.4 and 4.x agree bit for bit
+    (3.x made the official files); 5.0 computes it otherwise, hence the dependency's pin below 5."""
     centre, third = SIZE // 2, SIZE // 3
     src = np.array(
         [[centre + third] * 2, [centre + third, centre - third], [centre - third] * 2], dtype=np.float32
@@ -656,8 +657,8 @@ def _spatter(x: np.ndarray, p: tuple[float, ...], rngs: _ImageRngs) -> np.ndarra
     img = _unit(x).astype(np.float32)
     if mode == 0:
         # The original casts liquid * 255 to uint8 unclipped: a level of 256 or more wraps around modulo
-        # 256 (1.073 -> 273.6 -> 17). At severity 3 (scale 0.3) about 19 % of the layers reach above 1,
-        # and the official files hold the wrapped layers, so we wrap too.
+        # 256 (1.073 -> 273.6 -> 17). At severity 3 (scale 0.3) about 18 % of the layers reach above 1,
+        # and the files the original saves hold the wrapped layers, so we wrap too.
         layer = (np.floor(liquid * 255).astype(np.int64) % 256).astype(np.uint8)
         m = layer * np.stack([_water_relief(image) for image in layer])
         peak = m.max(axis=(1, 2), keepdims=True)
