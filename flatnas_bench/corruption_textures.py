@@ -1,37 +1,49 @@
-"""Procedural frost textures for the ``frost`` corruption.
+"""Frost textures for the ``frost`` corruption: the original five photographs, or a procedural fallback.
 
-The original CIFAR-10-C generator blends a random 32x32 crop of one of five frost photographs (resized
-by 0.2) into the image. We do not ship or fetch those photographs; instead :func:`frost_textures` grows
-five frost-like textures procedurally, from fixed seeds, the same on every machine:
+The original CIFAR-10-C generator blends a random 32x32 crop of one of five frost photographs into the
+image, each photograph read with OpenCV (``cv2.imread``, BGR) and shrunk by 0.2 with ``cv2.resize``
+(bilinear). :func:`frost_textures` does the same with the five photographs shipped in
+``flatnas_bench/bundled/frost/`` (byte-identical to those in the Apache-2.0 ``imagecorruptions`` 1.1.2
+wheel; licence and checksums beside them). After the resize they are 120x180, 63x112, 63x112, 70x105
+and 99x132 px (mean levels 130.8, 206.9, 206.9, 152.3, 123.4), and with the same texture pick and crop
+``frost`` is bit-exact with the original.
+
+Only where those files are missing (a stripped install) does :func:`frost_textures` fall back, with a
+warning, to five procedural textures grown from fixed seeds, the same on every machine:
 
 * a bluish-white haze (smooth multi-octave value noise), the fogged glass;
 * dendritic ice crystals: curved stems with side branches at +-60 degrees (the hexagonal habit of ice),
   and side branches of those, drawn as anti-aliased lines; a narrow and a wide blur of the lines give the
   sharp needles and their glow.
 
-The textures are uint8 RGB at the scale the original crops are taken from (after its 0.2 resize), with a
-mean brightness of about 0.65 (ice is brighter than a typical CIFAR image, mean 0.47, which is what
-makes the original's severities 1 -> 5, a * x + b * frost, change images more) and strong local
-contrast. They approximate the look
-and the statistics of frost, not its exact pixels, so ``frost`` numbers are comparable in kind, not
-bit-for-bit, with the official CIFAR-10-C ``frost.npy``.
+They approximate the look of frost, not its pixels: brighter (mean level 173.0 over the five, against
+164.1 for the photographs) and larger. Which source was used is :func:`frost_source`, and
+``write_corruption_set`` records it in ``meta.json``.
 
 Example::
 
-    >>> from flatnas_bench.corruption_textures import frost_textures
-    >>> [t.shape for t in frost_textures()][0]
-    (176, 264, 3)
+    >>> from flatnas_bench.corruption_textures import frost_source, frost_textures
+    >>> frost_source(), [t.shape for t in frost_textures()][0]
+    ('photographs', (120, 180, 3))
 """
 
 from __future__ import annotations
 
 import functools
+import warnings
+from pathlib import Path
 
+import cv2
 import numpy as np
 from scipy import ndimage
 
-# One entry per texture: (height px, width px, number of stems, seed). Sizes are those of the crops'
-# source after the original's 0.2 resize; more stems mean denser frost.
+FROST_DIR = Path(__file__).resolve().parent / "bundled" / "frost"
+FROST_FILES = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg")  # the original's order
+FROST_SCALE = 0.2  # the original's resize factor of the photographs
+
+# The fallback's textures: (height px, width px, number of stems, seed). The sizes are free choices, larger
+# than the photographs after the original's 0.2 resize (120x180 and smaller, above); more stems mean denser
+# frost.
 TEXTURE_SPECS: tuple[tuple[int, int, int, int], ...] = (
     (176, 264, 70, 11),
     (200, 200, 90, 12),
@@ -127,10 +139,46 @@ def frost_texture(height: int, width: int, stems: int, seed: int) -> np.ndarray:
     return (value[..., None] * TINT * 255.0).astype(np.uint8)
 
 
+def frost_photographs(folder: Path = FROST_DIR) -> tuple[np.ndarray, ...] | None:
+    """The five frost photographs as the original uses them, uint8 RGB, or None if any file is missing.
+
+    Each is read by ``cv2.imread`` (BGR), resized by 0.2 with ``cv2.resize`` (its default bilinear
+    interpolation, whose fixed-point arithmetic only OpenCV reproduces) and turned to RGB."""
+    paths = [folder / name for name in FROST_FILES]
+    if not all(path.is_file() for path in paths):
+        return None
+    textures = []
+    for path in paths:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            return None
+        small = cv2.resize(bgr, (0, 0), fx=FROST_SCALE, fy=FROST_SCALE)
+        textures.append(np.ascontiguousarray(small[..., ::-1]))
+    return tuple(textures)
+
+
 @functools.lru_cache(maxsize=1)
-def frost_textures() -> tuple[np.ndarray, ...]:
-    """The five frost textures the ``frost`` corruption picks from (uint8 RGB, read-only, cached)."""
-    textures = tuple(frost_texture(*spec) for spec in TEXTURE_SPECS)
+def _frost() -> tuple[str, tuple[np.ndarray, ...]]:
+    textures = frost_photographs(FROST_DIR)
+    source = "photographs"
+    if textures is None:
+        warnings.warn(
+            f"frost photographs not found in {FROST_DIR}: frost uses procedural textures, "
+            "so its images differ from CIFAR-10-C's",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        textures, source = tuple(frost_texture(*spec) for spec in TEXTURE_SPECS), "procedural"
     for texture in textures:
         texture.setflags(write=False)
-    return textures
+    return source, textures
+
+
+def frost_source() -> str:
+    """``"photographs"`` (the original's, bit-exact frost) or ``"procedural"`` (the fallback)."""
+    return _frost()[0]
+
+
+def frost_textures() -> tuple[np.ndarray, ...]:
+    """The five frost textures the ``frost`` corruption picks from (uint8 RGB, read-only, cached)."""
+    return _frost()[1]

@@ -1,12 +1,15 @@
-"""The corruption operations: contract per registered corruption, severity ordering, determinism, and
-equivalence with the original generator's building blocks (skimage, scipy, Pillow, the literal loops)."""
+"""The corruption operations: parity with the original generator's outputs (golden file), contract per
+registered corruption, severity ordering, determinism, and equivalence with the original's building blocks
+(skimage, scipy, Pillow, OpenCV, the literal loops)."""
 
 from __future__ import annotations
 
 import io
 import itertools
 import tarfile
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from conftest import require_shared
@@ -15,10 +18,11 @@ from scipy import ndimage
 from skimage import color, filters
 from typer.testing import CliRunner
 
+from flatnas_bench import corruption_textures as T
 from flatnas_bench import corruptions as C
 from flatnas_bench.corruption_textures import frost_texture, frost_textures
 from flatnas_bench.errors import ConfigError, DataError
-from flatnas_bench.robustness import load_cifar_c
+from flatnas_bench.robustness import load_cifar_c, read_meta
 
 NAMES = list(C.CORRUPTIONS)
 # corruptions whose parameters strengthen at every step, so the pixel change must grow at every step
@@ -185,6 +189,56 @@ def test_bad_inputs_raise_one_line_errors() -> None:
         C.corrupt(x, "fog", 1, indices=[0])
 
 
+# ------------------------------------------------------------------ parity with the original generator
+
+GOLDEN = Path(__file__).parent / "data" / "cifar10c_golden.npz"  # how it was made: cifar10c_golden.md
+
+
+@pytest.fixture(scope="module")
+def golden() -> dict[str, np.ndarray]:
+    with np.load(GOLDEN, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
+
+
+def test_golden_file_covers_every_corruption_and_severity(golden: dict[str, np.ndarray]) -> None:
+    assert tuple(golden["names"]) == C.ALL_CORRUPTIONS
+    assert golden["outputs"].shape == (19, 5, len(golden["images"]), 32, 32, 3)
+    assert golden["images"].shape == (4, 32, 32, 3) and golden["indices"].tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_parity_with_the_original_generator(name: str, golden: dict[str, np.ndarray]) -> None:
+    """Every severity gives the original functions' pixels exactly, given the same random draws: on 4 real
+    CIFAR-10 test images the original was fed, call by call, the numbers our per-image generators draw."""
+    expected = golden["outputs"][C.ALL_CORRUPTIONS.index(name)]
+    for severity in C.SEVERITIES:
+        ours = C.corrupt(golden["images"], name, severity, int(golden["seed"]), golden["indices"])
+        diff = np.abs(ours.astype(int) - expected[severity - 1])
+        assert diff.max() == 0, f"severity {severity}: {int(diff.max())} levels at {(diff > 0).mean():.2%}"
+
+
+def test_frost_draws_pick_and_crop_as_recorded(golden: dict[str, np.ndarray]) -> None:
+    textures = frost_textures()
+    for severity in C.SEVERITIES:
+        rngs = C._ImageRngs(int(golden["seed"]), "frost", severity, golden["indices"])
+        assert np.array_equal(C._frost_picks(rngs, textures), golden["frost_draws"][severity - 1])
+    assert set(golden["frost_draws"][..., 0].ravel()) == {0, 1, 2, 3, 4}  # every photograph is used
+
+
+def test_spatter_wraps_its_liquid_layer_like_the_original(golden: dict[str, np.ndarray]) -> None:
+    """At severity 3 the layer of golden image 2 reaches above 1 and the original's uint8 cast wraps it
+    around (the parity test checks those pixels); clipping it instead would change the water."""
+    loc, scale, sigma, threshold, _, _ = C.CORRUPTIONS["spatter"].params[2]
+    rngs = C._ImageRngs(int(golden["seed"]), "spatter", 3, golden["indices"])
+    liquid = C._gaussian(rngs.draw(lambda g: g.normal(loc, scale, (32, 32))), sigma)
+    liquid[liquid < threshold] = 0
+    assert (liquid * 255 >= 256).any(axis=(1, 2)).tolist() == [False, False, True, False]
+    wrapped = (np.floor(liquid[2] * 255) % 256).astype(np.uint8)
+    clipped = (np.clip(liquid[2], 0, 1) * 255).astype(np.uint8)
+    assert sorted(wrapped[wrapped != clipped].tolist()) == [3, 13]  # levels 259 and 269, not 255
+    assert not np.array_equal(wrapped * C._water_relief(wrapped), clipped * C._water_relief(clipped))
+
+
 # ------------------------------------------------------------------ equivalence with the original's parts
 
 
@@ -193,8 +247,8 @@ def test_hsv_matches_skimage() -> None:
     rgb[:50, 1] = rgb[:50, 0]  # ties between channels
     rgb[50:60] = 0.4  # grey
     hsv = C._rgb_to_hsv(rgb)
-    assert np.allclose(hsv, color.rgb2hsv(rgb), atol=1e-12)
-    assert np.allclose(C._hsv_to_rgb(hsv), color.hsv2rgb(hsv), atol=1e-12)
+    assert np.array_equal(hsv, color.rgb2hsv(rgb))
+    assert np.array_equal(C._hsv_to_rgb(hsv), color.hsv2rgb(hsv))
 
 
 def test_pixelate_is_bit_exact_with_pillow() -> None:
@@ -212,14 +266,16 @@ def test_pixelate_is_bit_exact_with_pillow() -> None:
         assert np.array_equal(C._pil_box_resize(C._pil_box_resize(x, size), 32), expected)
 
 
-def test_gaussian_matches_skimage() -> None:
+def test_gaussian_is_skimage_bit_for_bit_in_both_precisions() -> None:
     x = smooth_images(2) / 255.0
     for sigma in (0.05, 0.4, 1.0):
-        expected = filters.gaussian(x, sigma=(0, sigma, sigma), channel_axis=-1)  # not across images
-        assert np.abs(C._gaussian(x, sigma) - expected).max() < 1e-6
+        for data in (x, x.astype(np.float32)):
+            expected = np.stack([filters.gaussian(image, sigma=sigma, channel_axis=-1) for image in data])
+            ours = C._gaussian(data, sigma)
+            assert ours.dtype == data.dtype and np.array_equal(ours, expected)
 
 
-def test_bilinear_matches_map_coordinates_with_reflect_border() -> None:
+def test_bilinear_is_map_coordinates_bit_for_bit_with_reflect_border() -> None:
     rng = np.random.default_rng(2)
     x = rng.random((2, 32, 32, 3)).astype(np.float32)
     ys, xs = rng.uniform(-2.5, 33.5, (2, 2, 32, 32))
@@ -227,13 +283,14 @@ def test_bilinear_matches_map_coordinates_with_reflect_border() -> None:
     for k in range(2):
         for c in range(3):
             expected = ndimage.map_coordinates(x[k, ..., c], [ys[k], xs[k]], order=1, mode="reflect")
-            assert np.abs(ours[k, ..., c] - expected).max() < 1e-5
+            assert np.array_equal(ours[k, ..., c], expected)
 
 
-def test_affine_without_jitter_is_identity() -> None:
-    ys, xs = C._affine_sources(np.zeros((1, 3, 2)))
-    yy, xx = np.mgrid[0:32, 0:32]
-    assert np.allclose(ys[0], yy) and np.allclose(xs[0], xx)
+def test_affine_warp_is_identity_without_jitter_and_shifts_with_it() -> None:
+    x = (smooth_images(2) / 255.0).astype(np.float32)
+    assert np.array_equal(C._affine_warp(x, np.zeros((2, 3, 2))), x)
+    shifted = C._affine_warp(x, np.tile([[1.0, 0.0]], (2, 3, 1)))  # every point 1 px right
+    assert np.array_equal(shifted[:, :, 1:], x[:, :, :-1])
 
 
 def test_clipped_zoom_matches_scipy_zoom() -> None:
@@ -305,28 +362,50 @@ def test_motion_blur_kernel_follows_imagemagick() -> None:
     x[0, 10, 10] = 255
     out = C._motion_blur(x, radius=6, sigma=2.0, angles=np.array([0.0]))[0, ..., 0]
     weights = np.exp(-(np.arange(13) ** 2) / 8.0)
-    # at angle 0 pixel (10, c) averages pixels (10, c + i): the dot spreads to the left, one-sided
+    # at angle 0 pixel (10, c) averages pixels (10, c + i): the dot spreads to the left, one-sided, and the
+    # 16-bit sum is rounded to a quantum, then truncated to 8 bits
     expected = np.zeros(32)
-    expected[10 - np.arange(11)] = 255 * weights[:11] / weights.sum()
-    assert np.allclose(out[10], expected) and out.sum() == pytest.approx(out[10].sum())
+    expected[10 - np.arange(11)] = np.floor(np.floor(255 * 257 * weights[:11] / weights.sum() + 0.5) / 257)
+    assert out.dtype == np.uint8 and np.array_equal(out[10], expected) and out.sum() == out[10].sum()
+    assert out[10, :11].tolist() == [0, 0, 0, 0, 0, 3, 11, 27, 51, 74, 84]
 
 
-def test_canny_finds_the_outline_of_a_square() -> None:
-    img = np.zeros((1, 32, 32), np.uint8)
-    img[0, 8:24, 8:24] = 200
-    edges = C._canny(img, 50, 150)[0]
-    assert edges[8:24, 7:9].any() and edges[8:24, 23:25].any()
-    assert not edges[11:21, 11:21].any() and not edges[:5].any()
-
-
-def test_frost_textures_are_fixed_and_frost_like() -> None:
+def test_frost_uses_the_five_photographs_after_the_original_resize() -> None:
     textures = frost_textures()
-    assert len(textures) == 5
-    assert np.array_equal(textures[2], frost_texture(160, 240, 55, 13))
-    for texture in textures:
-        assert texture.dtype == np.uint8 and min(texture.shape[:2]) > 64
-        assert 0.55 < texture.mean() / 255 < 0.8 and texture.std() / 255 > 0.1  # bright ice, some contrast
-        assert texture[..., 2].mean() > texture[..., 0].mean()  # blue-white
+    assert T.frost_source() == "photographs"
+    assert [t.shape for t in textures] == [
+        (120, 180, 3),
+        (63, 112, 3),
+        (63, 112, 3),
+        (70, 105, 3),
+        (99, 132, 3),
+    ]
+    assert [round(float(t.mean()), 1) for t in textures] == [130.8, 206.9, 206.9, 152.3, 123.4]
+    bgr = cv2.resize(cv2.imread(str(T.FROST_DIR / "frost4.jpg")), (0, 0), fx=0.2, fy=0.2)
+    assert np.array_equal(textures[3], bgr[..., ::-1]) and not textures[3].flags.writeable
+
+
+def test_frost_falls_back_to_procedural_textures_with_a_warning(tmp_path, monkeypatch) -> None:
+    assert T.frost_photographs(tmp_path) is None
+    monkeypatch.setattr(T, "FROST_DIR", tmp_path)
+    T._frost.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="procedural"):
+            assert T.frost_source() == "procedural"
+        textures = frost_textures()
+        assert np.array_equal(textures[2], frost_texture(160, 240, 55, 13))
+        for texture in textures:
+            assert texture.dtype == np.uint8 and min(texture.shape[:2]) > 64
+            assert (
+                0.55 < texture.mean() / 255 < 0.8 and texture.std() / 255 > 0.1
+            )  # bright ice, some contrast
+            assert texture[..., 2].mean() > texture[..., 0].mean()  # blue-white
+        x = smooth_images(3)
+        assert not np.array_equal(C.corrupt(x, "frost", 3), C.corrupt(x, "frost", 3, seed=1))
+    finally:
+        monkeypatch.undo()
+        T._frost.cache_clear()
+    assert T.frost_source() == "photographs"
 
 
 # --------------------------------------------------------------------------------- generation, grid, CLI
@@ -339,6 +418,7 @@ def test_write_corruption_set_round_trips_and_resumes(tmp_path) -> None:
     assert cset.names == ("fog", "contrast") and cset.severities == (1, 3)
     assert np.array_equal(cset.images["fog"][1], C.corrupt(x, "fog", 3, seed=2))
     assert np.array_equal(cset.labels, y)
+    assert read_meta(tmp_path)["frost"] == "photographs"
     assert C.write_corruption_set(x, y, tmp_path, ["fog", "snow"], (1, 3), seed=2) == ["snow"]
     with pytest.raises(DataError, match="other settings"):
         C.write_corruption_set(x, y, tmp_path, ["fog"], (1, 3), seed=3)
