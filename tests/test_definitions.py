@@ -156,6 +156,22 @@ def test_r_loss_sharpness_is_the_mean_cross_entropy_increase(net) -> None:
     assert f.loss_sharpness == pytest.approx(float(np.mean(increases)), rel=1e-4, abs=1e-6)
 
 
+def test_r_defaults_are_sigma_005_twenty_draws_seed_0(net) -> None:
+    model, x, y = net
+    x, y = x[:64], y[:64]
+    assert flatness(model, x, y) == flatness(model, x, y, sigma=0.05, draws=20, seed=0, batch_size=1000)
+    r, _ = recomputed_r(model, x, y, 0.05, 20, 0)
+    assert flatness(model, x, y).r == pytest.approx(r, abs=1e-9)
+
+
+def test_r_of_zero_draws_is_zero_with_the_clean_accuracy(net) -> None:
+    model, x, y = net
+    f = flatness(model, x, y, sigma=0.3, draws=0, seed=0)
+    assert (f.r, f.r_std, f.loss_sharpness, f.draw_accs, f.r_se) == (0.0, 0.0, 0.0, (), 0.0)
+    assert f.acc == pytest.approx(_accuracy(model.eval(), x, y), abs=1e-9)
+    model.train()
+
+
 # ------------------------------------------------------------------------------- a candidate's result row
 
 PROTOCOL = get_protocol(
