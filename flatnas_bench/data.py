@@ -14,7 +14,7 @@ Three steps, each cheap after the first run:
 Layouts read (``path`` may point at the folder holding them or at them directly):
 
 * CIFAR-10 / CIFAR-100 official python layout: ``cifar-10-batches-py/`` / ``cifar-100-python/``
-  (torchvision's readers; downloaded only with ``download=True``);
+  (downloaded, by torchvision, only with ``download=True``);
 * ImageFolder: ``train/<class>/*.{jpg,png}`` and ``test/<class>/*.{jpg,png}``, as a folder or inside a
   ``.tar.gz`` / ``.tgz`` / ``.tar`` read straight from the archive;
 * ImageNet16-120 in NB201's downsampled format: ``ImageNet16/train_data_batch_{1..10}`` and ``val_data``.
@@ -115,7 +115,7 @@ def load_images(path: str | os.PathLike, dataset: str = "cifar10", *, download: 
         raise DataError(f"unknown dataset {dataset!r}; known: {', '.join(NUM_CLASSES)}")
     path = Path(path).expanduser()
     if download and dataset in ("cifar10", "cifar100"):
-        _cifar_pickle(path, dataset, download=True)
+        _download_cifar(path, dataset)
     reader, source = _find_layout(path, dataset)
     stat = source.stat()
     key = f"{CACHE_VERSION}|{dataset}|{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
@@ -148,7 +148,7 @@ def _find_layout(path: Path, dataset: str):
     if path.is_file() and path.name.endswith(TAR_SUFFIXES):
         return (lambda: _image_folder_tar(path, dataset)), path
     if path.is_dir():
-        pickle_dir = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}.get(dataset)
+        pickle_dir = CIFAR_PICKLES.get(dataset, (None,))[0]
         if pickle_dir is not None:
             root = path.parent if path.name == pickle_dir else path
             if (root / pickle_dir).is_dir():
@@ -162,34 +162,70 @@ def _find_layout(path: Path, dataset: str):
     raise DataError(f"no {dataset} data at {path}: {LAYOUT_HINT}")
 
 
-def _cifar_pickle(root: Path, dataset: str, download: bool = False) -> Dataset:
+# dataset -> (folder, training files, test files, meta file, label key, class-name key)
+CIFAR_PICKLES = {
+    "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"],
+                "batches.meta", "labels", "label_names"),
+    "cifar100": ("cifar-100-python", ["train"], ["test"], "meta", "fine_labels", "fine_label_names"),
+}  # fmt: skip
+
+
+def _download_cifar(root: Path, dataset: str) -> None:
+    """Let torchvision fetch (and checksum) the official CIFAR archive into ``root`` when absent."""
     from torchvision.datasets import CIFAR10, CIFAR100
 
-    cls = CIFAR10 if dataset == "cifar10" else CIFAR100
+    (CIFAR10 if dataset == "cifar10" else CIFAR100)(str(root), train=True, download=True)
+
+
+def _unpickle(path: Path) -> dict:
+    """One file of the official pickle layouts (CIFAR, ImageNet16); a one-line DataError naming it when
+    missing or unreadable. The official formats are pickles; we never write one."""
     try:
-        train, test = cls(str(root), train=True, download=download), cls(str(root), train=False)
-    except RuntimeError as exc:  # torchvision: "Dataset not found or corrupted"
-        raise DataError(f"cannot read {dataset} at {root}: {exc}; {LAYOUT_HINT}") from None
-    to_images = lambda d: Images(np.ascontiguousarray(d.data, np.uint8), np.asarray(d.targets, np.int64))  # noqa: E731
-    return Dataset(dataset, to_images(train), to_images(test), tuple(train.classes))
+        with open(path, "rb") as f:
+            entry = pickle.load(f, encoding="latin1")
+    except FileNotFoundError:
+        raise DataError(f"missing {path}: {LAYOUT_HINT}") from None
+    except Exception as exc:  # a truncated or foreign pickle raises nearly anything
+        raise DataError(f"unreadable {path}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(entry, dict):
+        raise DataError(f"unreadable {path}: not a dict of arrays")
+    return entry
+
+
+def _pickled_images(
+    folder: Path, names: list[str], label_key: str, side: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenated (uint8 (n, side, side, 3), int64 labels) of pickled batches whose ``data`` rows hold
+    the red, green and blue planes in turn, each row-major."""
+    entries = [_unpickle(folder / name) for name in names]
+    try:
+        x = np.concatenate([np.asarray(e["data"], np.uint8) for e in entries])
+        y = np.concatenate([np.asarray(e[label_key], np.int64) for e in entries])
+    except KeyError as exc:
+        raise DataError(f"a batch in {folder} has no {exc} entry: {LAYOUT_HINT}") from None
+    x = x.reshape(-1, 3, side, side).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(x), y
+
+
+def _cifar_pickle(root: Path, dataset: str) -> Dataset:
+    """The official CIFAR python folder under ``root``, read batch by batch in the official order."""
+    folder_name, train_names, test_names, meta_name, label_key, classes_key = CIFAR_PICKLES[dataset]
+    folder = root / folder_name
+    meta = _unpickle(folder / meta_name)
+    if classes_key not in meta:
+        raise DataError(f"{folder / meta_name} has no {classes_key!r}: {LAYOUT_HINT}")
+    train = Images(*_pickled_images(folder, train_names, label_key, 32))
+    test = Images(*_pickled_images(folder, test_names, label_key, 32))
+    return Dataset(dataset, train, test, tuple(meta[classes_key]))
 
 
 def _imagenet16(folder: Path) -> Dataset:
     """NB201's ImageNet16 pickles (1-based labels over 1000 classes); keep classes 1..120."""
 
     def read(names: list[str]) -> Images:
-        xs, ys = [], []
-        for name in names:
-            with open(folder / name, "rb") as f:
-                entry = pickle.load(
-                    f, encoding="latin1"
-                )  # the official format is a pickle; we never write one
-            x = np.asarray(entry["data"], np.uint8).reshape(-1, 3, 16, 16).transpose(0, 2, 3, 1)
-            y = np.asarray(entry["labels"], np.int64) - 1
-            keep = y < 120
-            xs.append(x[keep])
-            ys.append(y[keep])
-        return Images(np.ascontiguousarray(np.concatenate(xs)), np.concatenate(ys))
+        x, y = _pickled_images(folder, names, "labels", 16)
+        keep = (y >= 1) & (y <= 120)
+        return Images(np.ascontiguousarray(x[keep]), y[keep] - 1)
 
     train_names = [f"train_data_batch_{i}" for i in range(1, 11)]
     if not all((folder / n).is_file() for n in train_names):

@@ -8,8 +8,14 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import Phase, settings
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# benchmarks/mutation_score.py runs the tests with HYPOTHESIS_PROFILE=mutation: a property a mutant breaks
+# fails at once instead of shrinking its example for minutes (which mutmut would count as a timeout).
+settings.register_profile("mutation", phases=(Phase.explicit, Phase.reuse, Phase.generate), database=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def shared_data_dir() -> Path:
