@@ -275,7 +275,8 @@ def test_preset_protocol_hashes_are_pinned() -> None:
         "nb201": "2ff2664c42d2",
         "nb201-12": "b21660569d63",
         "flatnas": "cbd7147bd4a8",
-        "proxy": "772034ca7fcd",
+        "proxy": "e6c3fcf12411",
+        "proxy-0.1": "772034ca7fcd",
     }
     assert Protocol().hash == Protocol(name="other").hash == "ed1d59f3c2ac"
     assert get_protocol("nb201", sam="sam", rho=0.05).hash == "353c9b6cf35a"
