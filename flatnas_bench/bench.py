@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from flatnas_bench.errors import ArchError, ConfigError, DataError
-from flatnas_bench.executors import Executor, RunContext, get_executor
+from flatnas_bench.executors import DEVICE_FAILURE_MARKS, Executor, RunContext, get_executor
 from flatnas_bench.protocol import Protocol, get_protocol
 from flatnas_bench.space import ArchLike, as_arch
 from flatnas_bench.store import ResultStore
@@ -270,7 +270,9 @@ def run_bench(
     load_images(data_path, protocol.dataset)  # checks the path, and decodes + caches once before workers read
     with ResultStore(table_path) as store:
         store.add_protocol(protocol)
-        done = store.done_keys(protocol.hash, include_failed=not retry_failed)
+        done = store.done_keys(
+            protocol.hash, include_failed=not retry_failed, retry_errors=DEVICE_FAILURE_MARKS
+        )
         todo = [(a, s) for a in canonical for s in seeds if (a, s) not in done]
         jobs = [CandidateJob(a, protocol, s) for a, s in todo]
         counts = {"ok": 0, "failed": 0}

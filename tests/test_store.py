@@ -11,7 +11,7 @@ import pytest
 
 from flatnas_bench.errors import TableError
 from flatnas_bench.protocol import get_protocol
-from flatnas_bench.space import Arch
+from flatnas_bench.space import Arch, sample_archs
 from flatnas_bench.store import RESULT_COLUMNS, ResultStore
 
 PROTOCOL = get_protocol("proxy", epochs=1)
@@ -134,3 +134,16 @@ def test_reads_back_as_a_bench_table(store):
     store.add(row(str(Arch.from_ops((1, 0, 0, 0, 0, 1)).canonical()), val_acc=30.0))
     table = store.to_bench_table()
     assert len(table) == 2
+
+
+def test_device_failures_stored_by_older_versions_are_not_done(tmp_path):
+    from flatnas_bench.executors import DEVICE_FAILURE_MARKS
+
+    archs = sample_archs(3, seed=0, unique=True)
+    with ResultStore(tmp_path / "t.sqlite") as store:
+        for arch, error in zip(
+            archs, [None, "OutOfMemoryError: CUDA out of memory.", "diverged: loss nan"], strict=True
+        ):
+            store.add({"arch": str(arch), "protocol": "p", "protocol_hash": "h", "seed": 0, "error": error})
+        done = store.done_keys("h", retry_errors=DEVICE_FAILURE_MARKS)
+    assert done == {(str(archs[0].canonical()), 0), (str(archs[2].canonical()), 0)}
