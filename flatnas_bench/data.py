@@ -104,6 +104,14 @@ def cache_dir() -> Path:
     return Path(os.environ.get("FLATNAS_CACHE", Path.home() / ".cache" / "flatnas-bench"))
 
 
+def find_layout(path: str | os.PathLike, dataset: str = "cifar10") -> Path:
+    """The file or folder :func:`load_images` would read for ``dataset`` at ``path``, found without
+    decoding anything; raises :class:`DataError` as it would (checks a path before a long run starts)."""
+    if dataset not in NUM_CLASSES:
+        raise DataError(f"unknown dataset {dataset!r}; known: {', '.join(NUM_CLASSES)}")
+    return _find_layout(Path(path).expanduser(), dataset)[1]
+
+
 def load_images(path: str | os.PathLike, dataset: str = "cifar10", *, download: bool = False) -> Dataset:
     """Decode the dataset at ``path`` (any layout in the module docstring) once, then read it from cache.
 

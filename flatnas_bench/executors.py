@@ -51,7 +51,7 @@ DEVICE_RETRIES = 2  # times a job is requeued after a device failure before the 
 # messages of device failures that PyTorch raises as plain RuntimeErrors
 _DEVICE_MESSAGES = ("CUDA error", "CUDA out of memory", "CUBLAS_STATUS", "CUDNN_STATUS", "cuDNN error",
                     "illegal memory access", "device-side assert", "NCCL error")  # fmt: skip
-# failed rows whose error holds one of these were device failures (stored so by versions before 0.2): rerun
+# failed rows whose error holds one of these were device failures (earlier versions stored them): rerun
 DEVICE_FAILURE_MARKS = ("OutOfMemoryError", *_DEVICE_MESSAGES)
 Rows = Generator[dict[str, Any], None, None]  # result rows in completion order; close() stops the workers
 
@@ -165,6 +165,7 @@ class Executor:
 
     name = "base"
     slots = 1
+    device = "cpu"  # where the workers compute ("cpu", "cuda", "cuda:1"), for the driver's planning
 
     def run(self, jobs: Sequence[CandidateJob], context: RunContext, on_start: OnStart | None = None) -> Rows:
         raise NotImplementedError
@@ -172,6 +173,17 @@ class Executor:
     def describe(self) -> str:
         """One line for logs: the executor and its workers."""
         return f"{self.name} x{self.slots}"
+
+    def close(self) -> None:
+        """Stop workers kept alive between runs (``keep_alive=True``); nothing to do otherwise."""
+
+
+def context_key(context: RunContext) -> tuple:
+    """What decides whether kept-alive workers can serve a run: protocol, data and corruption set (by
+    identity: :func:`flatnas_bench.bench.corruption_set_for` returns the same object for the same request)
+    and the numerics."""
+    return (context.protocol.hash, context.data_path, id(context.splits), id(context.corruption_set),
+            context.deterministic)  # fmt: skip
 
 
 _REGISTRY: dict[str, type[Executor]] = {}
@@ -378,7 +390,8 @@ class LocalExecutor(Executor):
     On GPUs: ``workers_per_gpu`` processes per visible GPU (by device index), or ``workers`` in total
     dealt round-robin. On CPU: ``workers`` processes (default: one per core) with ``threads`` torch threads
     each (default: cores // workers). Each process is its own single-worker pool, so its device and its
-    resident dataset stay fixed for the whole run.
+    resident dataset stay fixed for the whole run. With ``keep_alive`` the processes outlive a run and
+    serve the next one with the same context (the FlatNAS loop's generations) until :meth:`close`.
     """
 
     name = "local"
@@ -389,41 +402,61 @@ class LocalExecutor(Executor):
         device: str | None = None,
         threads: int | None = None,
         workers_per_gpu: int = DEFAULT_WORKERS_PER_GPU,
+        keep_alive: bool = False,
     ) -> None:
         for key, value in (("workers", workers), ("threads", threads), ("workers_per_gpu", workers_per_gpu)):
             _check_positive(key, value)
         self.devices = _gpu_slots(device, workers, workers_per_gpu)
+        self.device = self.devices[0]
         self.slots = len(self.devices)
         on_cpu = self.devices[0] == "cpu"
         self.threads = threads or (max(1, _cpu_count() // self.slots) if on_cpu else None)
+        self.keep_alive = keep_alive
+        self._pools: list[cf.ProcessPoolExecutor] = []
+        self._device_of: dict[cf.ProcessPoolExecutor, str] = {}
+        self._key: tuple | None = None
 
     def run(self, jobs: Sequence[CandidateJob], context: RunContext, on_start: OnStart | None = None) -> Rows:
         if not jobs:
             return
-        spawn = multiprocessing.get_context("spawn")  # CUDA cannot be forked; spawn is safe everywhere
-        pools: list[cf.ProcessPoolExecutor] = []
-        device_of: dict[cf.ProcessPoolExecutor, str] = {}
-
-        def new_pool(device: str) -> cf.ProcessPoolExecutor:
-            init = (context, device, self.threads)
-            pool = cf.ProcessPoolExecutor(1, spawn, initializer=_init_process, initargs=init)
-            pools.append(pool)
-            device_of[pool] = device
-            return pool
+        key = context_key(context)
+        if self._pools and key != self._key:
+            self.close()  # other data or protocol: fresh workers
+        self._key = key
+        if not self._pools:  # a kept-alive pool serves every later run; else one worker per job at most
+            wanted = self.devices if self.keep_alive else self.devices[: len(jobs)]
+            self._pools = [self._new_pool(context, dev) for dev in wanted]
 
         def replace(pool: cf.ProcessPoolExecutor, exc: BaseException) -> cf.ProcessPoolExecutor:
             pool.shutdown(
                 wait=False, cancel_futures=True
             )  # a device error may have poisoned its CUDA context
-            return new_pool(device_of[pool])
+            fresh = self._new_pool(context, self._device_of.pop(pool))
+            self._pools[self._pools.index(pool)] = fresh
+            return fresh
 
+        completed = False
         try:
-            slots = [new_pool(dev) for dev in self.devices[: len(jobs)]]
             submit = lambda pool, job: pool.submit(_run_in_process, job)  # noqa: E731
-            yield from _feed(slots, jobs, submit, _first_done, cf.Future.result, on_start, replace)
+            yield from _feed(
+                list(self._pools), jobs, submit, _first_done, cf.Future.result, on_start, replace
+            )
+            completed = True
         finally:
-            for pool in pools:
-                pool.shutdown(wait=False, cancel_futures=True)
+            if not (self.keep_alive and completed):  # an interrupted run always stops its workers
+                self.close()
+
+    def _new_pool(self, context: RunContext, device: str) -> cf.ProcessPoolExecutor:
+        spawn = multiprocessing.get_context("spawn")  # CUDA cannot be forked; spawn is safe everywhere
+        init = (context, device, self.threads)
+        pool = cf.ProcessPoolExecutor(1, spawn, initializer=_init_process, initargs=init)
+        self._device_of[pool] = device
+        return pool
+
+    def close(self) -> None:
+        for pool in self._pools:
+            pool.shutdown(wait=False, cancel_futures=True)
+        self._pools, self._device_of, self._key = [], {}, None
 
 
 @register_executor
@@ -433,8 +466,9 @@ class RayExecutor(Executor):
     of a GPU or ``threads`` CPUs when every actor fits, smaller shares when ``workers`` asks for more
     actors than that, so all of them start.
 
-    Connects to ``$RAY_ADDRESS`` when set, else starts a local instance (shut down after the run); reuses
-    a Ray already initialised in this process. The splits travel through Ray's object store, so worker
+    Connects to ``$RAY_ADDRESS`` when set, else starts a local instance (shut down after the run, or at
+    :meth:`close` with ``keep_alive``, whose actors serve later runs with the same context); reuses a Ray
+    already initialised in this process. The splits travel through Ray's object store, so worker
     nodes need no copy of the data path. Default ``workers``: every GPU share, or every CPU / ``threads``.
     """
 
@@ -446,15 +480,21 @@ class RayExecutor(Executor):
         device: str | None = None,
         threads: int | None = None,
         workers_per_gpu: int = DEFAULT_WORKERS_PER_GPU,
+        keep_alive: bool = False,
     ) -> None:
         for key, value in (("workers", workers), ("threads", threads), ("workers_per_gpu", workers_per_gpu)):
             _check_positive(key, value)
         self._ray = _import_ray()
         self.workers = workers
-        self.device = device
+        self.asked_device = device
+        self.device = device or default_device()  # the driver's guess; pass device="cuda" for a GPU cluster
         self.threads = threads or 1
         self.workers_per_gpu = workers_per_gpu
         self.slots = workers or 1
+        self.keep_alive = keep_alive
+        self._actors: list[Any] = []
+        self._key: tuple | None = None
+        self._started = False  # whether this executor started Ray (and must stop it)
 
     def _start(self) -> bool:
         """Initialise Ray unless it already is; True when this executor started it (and must stop it)."""
@@ -473,7 +513,7 @@ class RayExecutor(Executor):
         nodes = [n["Resources"] for n in self._ray.nodes() if n.get("Alive")]
         gpus = [float(n.get("GPU", 0)) for n in nodes if n.get("GPU")]
         cpus = [float(n.get("CPU", 0)) for n in nodes if n.get("CPU")]
-        if not (self.device or ("cuda" if gpus else "cpu")).startswith("cuda"):
+        if not (self.asked_device or ("cuda" if gpus else "cpu")).startswith("cuda"):
             count = self.workers or max(1, int(sum(cpus)) // self.threads)
             return count, {"num_gpus": 0, "num_cpus": actor_share(cpus, count, self.threads, "CPU")}, "cpu"
         if not gpus:
@@ -488,37 +528,53 @@ class RayExecutor(Executor):
         if not jobs:
             return
         ray = self._ray
-        started = self._start()
-        actors: list[Any] = []
+        if self._actors and context_key(context) != self._key:
+            self.close()
+        completed = False
         try:
-            count, options, device = self._plan()
-            self.slots = count
-            splits = context.splits if context.splits is not None else load_splits(context)
-            corruption_set = None if context.corruption_set is None else ray.put(context.corruption_set)
-            shipped = RunContext(
-                context.protocol, splits=ray.put(splits), corruption_set=corruption_set,
-                deterministic=context.deterministic,
-            )  # fmt: skip
-            actor_cls = ray.remote(_RayWorker).options(**options)
-
-            def new_actor() -> Any:
-                actors.append(actor_cls.remote(shipped, device, self.threads))
-                return actors[-1]
-
-            def replace(actor: Any, exc: BaseException) -> Any | None:
-                ray.kill(actor)
-                # a lost actor or node gives up its slot; a device error gets a fresh actor in its place
-                return None if _worker_lost(exc) else new_actor()
-
-            slots = [new_actor() for _ in range(min(count, len(jobs)))]
+            if not self._actors:
+                self._spawn(context, len(jobs))
             wait_one = lambda refs: ray.wait(refs, num_returns=1)[0][0]  # noqa: E731
             submit = lambda actor, job: actor.run.remote(job)  # noqa: E731
-            yield from _feed(slots, jobs, submit, wait_one, ray.get, on_start, replace)
+            yield from _feed(list(self._actors), jobs, submit, wait_one, ray.get, on_start, self._replace)
+            completed = True
         finally:
-            for actor in actors:
-                ray.kill(actor)
-            if started:
-                ray.shutdown()
+            if not (self.keep_alive and completed):
+                self.close()
+
+    def _spawn(self, context: RunContext, jobs: int) -> None:
+        """Start Ray if needed, ship the data to the object store and start the actors."""
+        ray = self._ray
+        self._started = self._start() or self._started
+        self._key = context_key(context)
+        count, options, device = self._plan()
+        self.slots = count
+        splits = context.splits if context.splits is not None else load_splits(context)
+        corruption_set = None if context.corruption_set is None else ray.put(context.corruption_set)
+        shipped = RunContext(
+            context.protocol, splits=ray.put(splits), corruption_set=corruption_set,
+            deterministic=context.deterministic,
+        )  # fmt: skip
+        actor_cls = ray.remote(_RayWorker).options(**options)
+        self._new_actor = lambda: actor_cls.remote(shipped, device, self.threads)
+        self._actors = [self._new_actor() for _ in range(count if self.keep_alive else min(count, jobs))]
+
+    def _replace(self, actor: Any, exc: BaseException) -> Any | None:
+        """A lost actor or node gives up its slot; a device error gets a fresh actor in its place."""
+        self._ray.kill(actor)
+        self._actors.remove(actor)
+        if _worker_lost(exc):
+            return None
+        self._actors.append(self._new_actor())
+        return self._actors[-1]
+
+    def close(self) -> None:
+        for actor in self._actors:
+            self._ray.kill(actor)
+        self._actors, self._key = [], None
+        if self._started:
+            self._ray.shutdown()
+            self._started = False
 
 
 def actor_share(capacities: Sequence[float], count: int, want: float, resource: str) -> float:

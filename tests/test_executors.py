@@ -211,3 +211,22 @@ def test_serial_retries_a_device_error_and_keeps_real_failures_as_rows(context, 
     monkeypatch.setattr(candidate, "evaluate_candidate", flaky)
     rows = list(SerialExecutor(device="cpu", threads=1).run(jobs[:1], context))
     assert calls == [CONV, CONV] and rows[0]["error"] is None and rows[0]["val_acc"] is not None
+
+
+def test_a_kept_alive_pool_serves_the_next_run_with_the_same_context(context, jobs, reference):
+    executor = get_executor("local", device="cpu", threads=1, workers=1, keep_alive=True)
+    try:
+        first = list(executor.run(jobs[:1], context))
+        pools = list(executor._pools)
+        second = list(executor.run(jobs[1:], context))
+        assert executor._pools == pools and len(pools) == 1  # the same worker process, not a new one
+        other = RunContext(context.protocol.replace(epochs=1), data_path=context.data_path)
+        list(executor.run([CandidateJob(CONV, other.protocol, 0)], other))
+        assert executor._pools != pools  # another protocol: fresh workers
+    finally:
+        executor.close()
+    assert executor._pools == []
+    rows = {(r["arch"], r["seed"]): r for r in first + second}
+    assert rows.keys() == reference.keys()
+    for key, row in rows.items():
+        assert {c: row[c] for c in MEASURED} == {c: reference[key][c] for c in MEASURED}
