@@ -179,6 +179,7 @@ def test_a_redirected_bench_logs_a_line_at_once_and_one_per_candidate(env, tmp_p
     """``flatnas-bench bench ... > log 2>&1``: progress lines reach the file while the run goes on."""
     table = tmp_path / "logged.sqlite"
     argv = [arg for arg in bench_args(env["data"], table) if arg != "--no-progress"]
+    argv[argv.index("--archs") + 1] = "3"  # a short run: the lines matter, not the count
     log = tmp_path / "log"
     with open(log, "w") as out:
         start = time.monotonic()
@@ -189,9 +190,9 @@ def test_a_redirected_bench_logs_a_line_at_once_and_one_per_candidate(env, tmp_p
                 first = time.monotonic() - start
                 break
             time.sleep(0.05)
-        assert proc.wait(timeout=120) == 0, log.read_text()
+        assert proc.wait(timeout=600) == 0, log.read_text()  # generous: CI machines may be loaded
     text = log.read_text()
     assert first is not None and first < 60, text
     print(f"first progress line after {first:.1f} s")
-    assert sum(line.split(" ", 2)[1] == "done" for line in text.splitlines() if " " in line) == N_ARCHS
-    assert f"{N_ARCHS}/{N_ARCHS} done, 0 failed" in text and text.rstrip().endswith("s)")
+    assert sum(line.split(" ", 2)[1] == "done" for line in text.splitlines() if " " in line) == 3
+    assert "3/3 done, 0 failed" in text and text.rstrip().endswith("s)")
