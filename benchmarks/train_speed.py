@@ -7,6 +7,7 @@ network and SAM step: a torchvision ``DataLoader`` over the same uint8 arrays wi
 steps after a warm-up; the figure is the median of ``--repeats`` runs.
 
     python benchmarks/train_speed.py --data ../shared/data/cifar10/cifar10-jpeg.tar.gz --steps 20
+    python benchmarks/train_speed.py --devices cuda   # the GPU only (a short device slot)
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from flatnas_bench.data import STATS, DeviceData, load_images, make_splits
 from flatnas_bench.protocol import Protocol, get_protocol
 from flatnas_bench.sam import SAM, frozen_bn_stats
 from flatnas_bench.space import Arch
-from flatnas_bench.train import build_model, train_model
+from flatnas_bench.train import build_model, configure_numerics, train_model
 
 ARCHS = {  # op indices in NB201 edge order: 1 skip, 2 conv1x1, 3 conv3x3, 4 avg-pool
     "all-conv3x3": str(Arch.from_ops((3, 3, 3, 3, 3, 3))),
@@ -84,11 +85,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--settings", default="proxy,nb201")
+    parser.add_argument(
+        "--devices",
+        default="cuda,cpu",
+        help="in this order; CUDA first so a short device slot gets its figures",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    names = [d.strip() for d in args.devices.split(",") if d.strip()]
+    devices = [torch.device(d) for d in names if d != "cuda" or torch.cuda.is_available()]
     ds = load_images(args.data, "cifar10")
     for device in devices:
+        configure_numerics(device)  # cuDNN autotuning and TF32 on CUDA, as the executors' workers run
         for name in args.settings.split(","):
             p = get_protocol(name, sam="sam" if name != "proxy" else get_protocol(name).sam)
             if device.type == "cuda":

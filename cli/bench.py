@@ -4,6 +4,7 @@
         --table runs/proxy.sqlite --executor local --workers 2
 
 Re-running the same command skips what the table holds; kill it at any time without losing committed rows.
+``--plan`` prints the estimated wall time, device hours and table size instead of running.
 """
 
 from __future__ import annotations
@@ -18,12 +19,18 @@ from cli.app import command
 from flatnas_bench.bench import parse_settings, read_arch_file, resolve_protocol, run_bench
 from flatnas_bench.errors import ConfigError
 from flatnas_bench.executors import default_device, list_executors
-from flatnas_bench.protocol import list_protocols
+from flatnas_bench.protocol import PRECISIONS, list_protocols
 from flatnas_bench.space import sample_archs
 
 # CLI choices come from the registries
 ProtocolName = Enum("ProtocolName", {name: name for name in list_protocols()}, type=str)
 ExecutorName = Enum("ExecutorName", {name: name for name in list_executors()}, type=str)
+Precision = Enum("Precision", {name: name for name in PRECISIONS}, type=str)
+
+
+def _set_precision(settings: list[str]) -> str | None:
+    """The precision a ``--set precision=...`` asked for (kept as given, also on CUDA), else None."""
+    return parse_settings(settings).get("precision")
 
 
 def _seeds(seed: int | None, seeds: str | None) -> list[int]:
@@ -83,7 +90,26 @@ def bench(
         ),
     ] = None,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Evaluate failed rows again.")] = False,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Live progress display.")] = True,
+    progress: Annotated[
+        bool,
+        typer.Option(
+            "--progress/--no-progress",
+            help="Live display on a terminal; plain lines at least every 60 s in a log.",
+        ),
+    ] = True,
+    precision: Annotated[
+        Precision | None,
+        typer.Option("--precision", help="fp32 or bf16 (default: bf16 autocast on CUDA, fp32 on CPU)."),
+    ] = None,
+    deterministic: Annotated[
+        bool, typer.Option("--deterministic", help="CUDA: deterministic kernels, no TF32 (slower).")
+    ] = False,
+    plan: Annotated[
+        bool,
+        typer.Option(
+            "--plan", help="Time a few steps of the lightest/median/heaviest arch, print the estimate, stop."
+        ),
+    ] = False,
 ) -> None:
     """Train and measure archs into a resumable benchmark table (one row per arch, protocol and seed)."""
     if (archs is None) == (arch_file is None):
@@ -94,6 +120,17 @@ def bench(
         where = "local" if (device or default_device()).startswith("cuda") else "serial"
     else:
         where = executor.value
+    options = {"device": device, "threads": threads, "workers": workers, "workers_per_gpu": workers_per_gpu}
+    chosen_precision = precision.value if precision else _set_precision(settings or [])
+    if plan:
+        from flatnas_bench.plan import plan_bench
+
+        estimate = plan_bench(
+            chosen, proto, table, data, where, _seeds(seed, seeds), retry_failed=retry_failed,
+            corruptions=corruptions, precision=chosen_precision, **options,
+        )  # fmt: skip
+        typer.echo(estimate.report())
+        return
     try:
         summary = run_bench(
             chosen,
@@ -102,13 +139,12 @@ def bench(
             data,
             executor=where,
             seeds=_seeds(seed, seeds),
-            workers=workers,
             retry_failed=retry_failed,
             progress=progress,
             corruptions=corruptions,
-            device=device,
-            threads=threads,
-            workers_per_gpu=workers_per_gpu,
+            deterministic=deterministic,
+            precision=chosen_precision,
+            **options,
         )
     except KeyboardInterrupt:
         typer.echo(

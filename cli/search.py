@@ -148,9 +148,18 @@ def loop_command(
             f"iter {row['iteration']}: {row['n_evaluated']} evaluated, hv {row['hypervolume']:.4f}, {best}"
         )
 
-    result = run_loop(
-        evaluator, objective, constraints=constraints, config=config, log_path=out / "log.csv", progress=show
-    )
+    try:
+        result = run_loop(
+            evaluator,
+            objective,
+            constraints=constraints,
+            config=config,
+            log_path=out / "log.csv",
+            progress=show,
+        )
+    finally:
+        if hasattr(evaluator, "close"):
+            evaluator.close()  # the engine's worker pool, kept alive across generations
     out.mkdir(parents=True, exist_ok=True)
     result.front.to_csv(out / "front.csv", index=False)
     _print_frame(result.front, "Measured Pareto front", 30)

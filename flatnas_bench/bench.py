@@ -4,7 +4,8 @@
 ``(arch, seed)`` pairs the table already holds, fans the rest out over an executor, and commits each result
 row the moment it arrives, from this process only. Kill it at any point and run the same call again: it
 picks up where the table stops, never duplicating a row. A live display shows done / failed / in flight,
-the ETA and the arch being trained.
+the ETA and the arch being trained on a terminal, and plain lines (one per candidate, a heartbeat every
+60 s) when stderr is a log file.
 
 >>> from flatnas_bench.space import sample_archs
 >>> data = "../shared/data/cifar10/cifar10-jpeg.tar.gz"
@@ -16,6 +17,7 @@ the ETA and the arch being trained.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -29,7 +31,14 @@ from typing import Any
 import numpy as np
 
 from flatnas_bench.errors import ArchError, ConfigError, DataError
-from flatnas_bench.executors import Executor, RunContext, get_executor
+from flatnas_bench.executors import (
+    DEVICE_FAILURE_MARKS,
+    Executor,
+    RunContext,
+    default_device,
+    get_executor,
+)
+from flatnas_bench.progress import progress_display
 from flatnas_bench.protocol import Protocol, get_protocol
 from flatnas_bench.space import ArchLike, as_arch
 from flatnas_bench.store import ResultStore
@@ -93,6 +102,21 @@ def resolve_protocol(protocol: Protocol | str, overrides: dict[str, Any] | None 
     return base.replace(**typed)  # unknown names raise ConfigError listing the known ones
 
 
+def run_protocol(protocol: Protocol, device: str | None = None, precision: str | None = None) -> Protocol:
+    """``protocol`` as it runs on ``device`` (default: CUDA when visible): with ``precision`` when given,
+    else bf16 autocast on CUDA for a protocol that says fp32 (every preset does), unchanged on CPU (where
+    bf16 is refused). The hash follows, so GPU bf16 rows never share a key with bit-exact CPU rows.
+
+    >>> proxy = get_protocol("proxy")
+    >>> run_protocol(proxy, "cuda").precision, run_protocol(proxy, "cpu").precision
+    ('bf16', 'fp32')
+    """
+    if precision is not None:
+        return protocol.replace(precision=precision)
+    on_cuda = (device or default_device()).startswith("cuda")
+    return protocol.replace(precision="bf16") if on_cuda and protocol.precision == "fp32" else protocol
+
+
 def _coerce(key: str, value: Any, current: Any) -> Any:
     """``value`` as the type of the field's ``current`` value (an int is a valid float, anything a str)."""
     if current is None or (type(value) is type(current)):
@@ -146,6 +170,15 @@ def corruption_set_for(
     subset = protocol.corruption_subset
     if subset <= 0:
         return None
+    return _corruption_set(
+        protocol.dataset, subset, str(data_path), None if corruptions is None else str(corruptions)
+    )
+
+
+@functools.lru_cache(maxsize=2)
+def _corruption_set(dataset: str, subset: int, data_path: str, corruptions: str | None) -> Any:
+    """The corruption set of one request, built once per process: the same object every call, so workers
+    kept alive across runs (the loop's generations) recognise it."""
     from flatnas_bench.robustness import load_cifar_c
 
     if corruptions is not None:
@@ -153,13 +186,13 @@ def corruption_set_for(
     from flatnas_bench.corruptions import BENCHMARK_CORRUPTIONS, write_corruption_set
     from flatnas_bench.data import cache_dir, load_images
 
-    test = load_images(data_path, protocol.dataset).test
+    test = load_images(data_path, dataset).test
     if subset > len(test):
-        raise DataError(f"corruption_subset {subset} exceeds the {len(test)} {protocol.dataset} test images")
+        raise DataError(f"corruption_subset {subset} exceeds the {len(test)} {dataset} test images")
     pick = balanced_subset(test.y, subset)
     x, y = test.x[pick], test.y[pick]
     digest = hashlib.sha256(np.ascontiguousarray(x).tobytes() + y.tobytes()).hexdigest()[:16]
-    folder = cache_dir() / "corruptions" / f"{protocol.dataset}-{subset}-{digest}"
+    folder = cache_dir() / "corruptions" / f"{dataset}-{subset}-{digest}"
     write_corruption_set(x, y, folder, BENCHMARK_CORRUPTIONS, seed=0)  # keeps what an earlier run wrote
     return load_cifar_c(folder, BENCHMARK_CORRUPTIONS, subset=subset)
 
@@ -179,53 +212,6 @@ def balanced_subset(labels: np.ndarray, n: int) -> np.ndarray:
     return np.sort(np.lexsort((labels, rank))[:n])
 
 
-class _Display:
-    """The live progress display (rich): done / failed / in flight, ETA and the arch last started."""
-
-    def __init__(self, total: int, title: str, enabled: bool) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        console = Console(stderr=True)
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("ok {task.fields[ok]} · failed {task.fields[failed]} · in flight {task.fields[busy]}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[current]}"),
-            console=console,
-            disable=not (enabled and console.is_terminal),  # a log file gets the summary line instead
-        )
-        self.counts = {"ok": 0, "failed": 0, "busy": 0}
-        self.task = self.progress.add_task(title, total=total, current="", **self.counts)
-
-    def started(self, job: Any) -> None:
-        self.counts["busy"] += 1
-        self.progress.update(self.task, current=job.arch, **self.counts)
-
-    def finished(self, row: dict[str, Any]) -> None:
-        self.counts["busy"] -= 1
-        self.counts["failed" if row.get("error") else "ok"] += 1
-        self.progress.update(self.task, advance=1, **self.counts)
-
-    def __enter__(self) -> _Display:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
-
-
 def run_bench(
     archs: Iterable[ArchLike],
     protocol: Protocol | str,
@@ -241,6 +227,8 @@ def run_bench(
     device: str | None = None,
     threads: int | None = None,
     workers_per_gpu: int | None = None,
+    deterministic: bool = False,
+    precision: str | None = None,
 ) -> BenchSummary:
     """Measure ``archs`` x ``seeds`` under ``protocol`` into the SQLite table at ``table_path``; resumable.
 
@@ -251,12 +239,14 @@ def run_bench(
     unless ``retry_failed``. ``corruptions`` is an official CIFAR-C directory, used when the protocol's
     ``corruption_subset`` > 0 (otherwise corruptions are generated once and cached). Every result is
     committed as it arrives; a KeyboardInterrupt or a kill loses only the candidates in flight.
+    On CUDA an fp32 protocol runs in bf16 autocast unless ``precision="fp32"`` (see :func:`run_protocol`).
+    ``deterministic`` asks CUDA workers for deterministic kernels without TF32 (slower; CPU always is).
+    ``progress`` shows a live display on a terminal and plain lines when stderr is a log file.
     """
     from flatnas_bench.candidate import CandidateJob
-    from flatnas_bench.data import load_images
+    from flatnas_bench.data import find_layout, load_images
 
     start = time.perf_counter()
-    protocol = resolve_protocol(protocol)
     seeds = [int(s) for s in dict.fromkeys(seeds)]
     if not seeds:
         raise ConfigError("no seeds given")
@@ -267,29 +257,35 @@ def run_bench(
         executor = get_executor(
             executor, device=device, threads=threads, workers=workers, workers_per_gpu=workers_per_gpu
         )
-    load_images(data_path, protocol.dataset)  # checks the path, and decodes + caches once before workers read
-    with ResultStore(table_path) as store:
-        store.add_protocol(protocol)
-        done = store.done_keys(protocol.hash, include_failed=not retry_failed)
-        todo = [(a, s) for a in canonical for s in seeds if (a, s) not in done]
-        jobs = [CandidateJob(a, protocol, s) for a, s in todo]
-        counts = {"ok": 0, "failed": 0}
-        if jobs:
-            context = RunContext(
-                protocol,
-                data_path=str(data_path),
-                corruption_set=corruption_set_for(protocol, data_path, corruptions),
+    protocol = run_protocol(resolve_protocol(protocol), executor.device, precision)
+    find_layout(data_path, protocol.dataset)  # a wrong path fails here, before any display or table
+    counts = {"ok": 0, "failed": 0}
+    title = f"bench {protocol.name} {protocol.hash} on {executor.describe()}"
+    with progress_display(title, progress) as display:
+        display.note(f"{len(canonical)} archs x {len(seeds)} seeds; loading {data_path}")
+        load_images(data_path, protocol.dataset)  # checks the path; decodes + caches once before workers read
+        with ResultStore(table_path) as store:
+            store.add_protocol(protocol)
+            done = store.done_keys(
+                protocol.hash, include_failed=not retry_failed, retry_errors=DEVICE_FAILURE_MARKS
             )
-            title = f"{protocol.name} {protocol.hash} on {executor.describe()}"
-            # closing() stops the workers even when the driver is interrupted
-            with (
-                _Display(len(jobs), title, progress) as display,
-                closing(executor.run(jobs, context, on_start=display.started)) as results,
-            ):
-                for row in results:
-                    store.add(row)
-                    counts["failed" if row.get("error") else "ok"] += 1
-                    display.finished(row)
+            jobs = [CandidateJob(a, protocol, s) for a in canonical for s in seeds if (a, s) not in done]
+            if jobs:
+                if protocol.corruption_subset:
+                    display.note("preparing the corruption set")
+                context = RunContext(
+                    protocol,
+                    data_path=str(data_path),
+                    corruption_set=corruption_set_for(protocol, data_path, corruptions),
+                    deterministic=deterministic,
+                )
+                display.begin(len(jobs), len(canonical) * len(seeds) - len(jobs))
+                # closing() stops the workers even when the driver is interrupted
+                with closing(executor.run(jobs, context, on_start=display.started)) as results:
+                    for row in results:
+                        store.add(row)
+                        counts["failed" if row.get("error") else "ok"] += 1
+                        display.finished(row)
     return BenchSummary(
         table=Path(table_path),
         protocol=protocol.name,

@@ -32,7 +32,7 @@ from flatnas_bench.flatness import flatness
 from flatnas_bench.protocol import Protocol
 from flatnas_bench.results import RESULT_COLUMNS, complete_row
 from flatnas_bench.space import as_arch
-from flatnas_bench.train import Diverged, predict, train_model
+from flatnas_bench.train import Diverged, numerics_label, predict, train_model
 
 ROW_KEYS = tuple(RESULT_COLUMNS)  # the result row's keys, in contract order
 
@@ -53,9 +53,10 @@ class CandidateJob:
 
 
 def device_name(device: torch.device) -> str:
-    """A readable device label for the row, e.g. ``"cpu (1 thread)"`` or ``"cuda:0 NVIDIA H200"``."""
+    """A readable device label for the row, e.g. ``"cpu (1 thread)"`` or ``"cuda:0 NVIDIA H200 (tf32,
+    cudnn.benchmark, nondeterministic)"``: on CUDA it says whether the numbers are reproducible."""
     if device.type == "cuda":
-        return f"{device} {torch.cuda.get_device_name(device)}"
+        return f"{device} {torch.cuda.get_device_name(device)} ({numerics_label(device)})"
     threads = torch.get_num_threads()
     return f"{device.type} ({threads} thread{'s' if threads > 1 else ''})"
 

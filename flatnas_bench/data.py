@@ -104,6 +104,14 @@ def cache_dir() -> Path:
     return Path(os.environ.get("FLATNAS_CACHE", Path.home() / ".cache" / "flatnas-bench"))
 
 
+def find_layout(path: str | os.PathLike, dataset: str = "cifar10") -> Path:
+    """The file or folder :func:`load_images` would read for ``dataset`` at ``path``, found without
+    decoding anything; raises :class:`DataError` as it would (checks a path before a long run starts)."""
+    if dataset not in NUM_CLASSES:
+        raise DataError(f"unknown dataset {dataset!r}; known: {', '.join(NUM_CLASSES)}")
+    return _find_layout(Path(path).expanduser(), dataset)[1]
+
+
 def load_images(path: str | os.PathLike, dataset: str = "cifar10", *, download: bool = False) -> Dataset:
     """Decode the dataset at ``path`` (any layout in the module docstring) once, then read it from cache.
 
@@ -413,12 +421,29 @@ class DeviceData:
 
     def augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Pad-``self.pad`` random crop + random horizontal flip for a whole uint8 batch in one gather."""
+        return self._crop_flip(x, self._upload(self._draw_crop_flip(len(x), generator)))
+
+    def _draw_crop_flip(self, b: int, generator: torch.Generator) -> torch.Tensor:
+        """(3, b) int64 on the CPU: each image's row offset, column offset and flip (0/1), drawn in that
+        order from ``generator`` (the order fixes the numbers, on every device)."""
+        span = 2 * self.pad + 1
+        dy = torch.randint(0, span, (b, 1), generator=generator)
+        dx = torch.randint(0, span, (b, 1), generator=generator)
+        flip = torch.rand(b, 1, generator=generator) < 0.5
+        return torch.cat([dy, dx, flip.long()], dim=1).T
+
+    def _upload(self, t: torch.Tensor) -> torch.Tensor:
+        """A CPU tensor on the device: pinned and copied without blocking the host on CUDA."""
+        if self.device.type != "cuda":
+            return t.to(self.device)
+        return t.pin_memory().to(self.device, non_blocking=True)
+
+    def _crop_flip(self, x: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
+        """Crop and flip the uint8 batch ``x`` as the on-device ``draws`` of :meth:`_draw_crop_flip` say."""
         b, _, h, w = x.shape
         p = self.pad
         padded = F.pad(x, (p, p, p, p))
-        dy = torch.randint(0, 2 * p + 1, (b, 1), generator=generator).to(self.device)
-        dx = torch.randint(0, 2 * p + 1, (b, 1), generator=generator).to(self.device)
-        flip = (torch.rand(b, 1, generator=generator) < 0.5).to(self.device)
+        dy, dx, flip = draws[0].view(b, 1), draws[1].view(b, 1), draws[2].view(b, 1).bool()
         ar_h = torch.arange(h, device=self.device)
         ar_w = torch.arange(w, device=self.device)
         rows = dy + ar_h
@@ -430,15 +455,27 @@ class DeviceData:
     def train_batches(
         self, batch_size: int, generator: torch.Generator, augment: bool = True, drop_last: bool = True
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """One epoch of shuffled, augmented, normalised training batches (x float32 NHWC-strided, y long)."""
+        """One epoch of shuffled, augmented, normalised training batches (x float32 NHWC-strided, y long).
+
+        The epoch's order and every batch's crop/flip draws are drawn on the CPU up front (in the order a
+        batch-by-batch draw would take them) and reach the device in one non-blocking copy per epoch, so
+        the host never waits for the GPU between steps.
+        """
         n = len(self.train_y)
-        perm = torch.randperm(n, generator=generator).to(self.device)
+        perm = torch.randperm(n, generator=generator)
         stop = n - n % batch_size if drop_last and n >= batch_size else n
-        for start in range(0, stop, batch_size):
-            idx = perm[start : start + batch_size]
+        starts = range(0, stop, batch_size)
+        sizes = [min(batch_size, stop - start) for start in starts]
+        draws = [self._draw_crop_flip(size, generator) for size in sizes] if augment else []
+        on_device = self._upload(torch.cat([perm, *(d.reshape(-1) for d in draws)]))
+        perm, flat_draws = on_device[:n], on_device[n:]
+        offset = 0
+        for start, size in zip(starts, sizes, strict=True):
+            idx = perm[start : start + size]
             x = self.train_x[idx]
             if augment:
-                x = self.augment(x, generator)
+                x = self._crop_flip(x, flat_draws[offset : offset + 3 * size].view(3, size))
+                offset += 3 * size
             yield self.normalize(x), self.train_y[idx]
 
     def steps_per_epoch(self, batch_size: int, drop_last: bool = True) -> int:

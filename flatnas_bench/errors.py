@@ -31,3 +31,8 @@ class ModelFileError(FlatnasError):
 
 class ConfigError(FlatnasError, ValueError):
     """An invalid protocol, objective, executor or option value."""
+
+
+class DeviceError(FlatnasError):
+    """The device a worker computes on failed (CUDA out of memory, an illegal memory access, a lost
+    worker or node): not the candidate's result, so it is retried on a fresh worker, never stored."""

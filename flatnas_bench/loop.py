@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
-from flatnas_bench.bench import run_bench
+from flatnas_bench.bench import run_bench, run_protocol
 from flatnas_bench.errors import ConfigError, TableError
 from flatnas_bench.objectives import (
     DEFAULT_ALPHA,
@@ -150,16 +150,29 @@ class EngineEvaluator:
         table_path: str | Path,
         data_path: str | Path,
         *,
-        executor: str = "serial",
+        executor: Any = "serial",
         seeds: Sequence[int] = (0,),
         **bench_options: Any,
     ) -> None:
-        self.protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
+        protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
+        # as run_bench keys its rows: bf16 on CUDA unless a precision is given
+        self.protocol = run_protocol(protocol, bench_options.get("device"), bench_options.get("precision"))
         self.table_path = Path(table_path)
         self.data_path = Path(data_path)
-        self.executor = executor
         self.seeds = list(seeds)
         self.bench_options = bench_options
+        self.executor = executor
+        if isinstance(executor, str) and executor != "serial":  # one pool for every generation: see close()
+            from flatnas_bench.executors import get_executor
+
+            names = ("device", "threads", "workers", "workers_per_gpu")
+            options = {name: bench_options.pop(name) for name in names if name in bench_options}
+            self.executor = get_executor(executor, keep_alive=True, **options)
+
+    def close(self) -> None:
+        """Stop the worker pool kept alive across the loop's generations."""
+        if not isinstance(self.executor, str):
+            self.executor.close()
 
     def archive(self) -> BenchTable:
         rows = pd.DataFrame(columns=["arch", "protocol", "seed"])

@@ -202,7 +202,7 @@ def retrain(
     picks = [as_arch(a).canonical() for a in archs]
     base = None if baseline is None else as_arch(baseline).canonical()
     todo = list(dict.fromkeys([*picks, *([base] if base is not None else [])]))
-    run_bench(
+    ran = run_bench(
         [str(a) for a in todo],
         proto,
         table_path,
@@ -212,12 +212,12 @@ def retrain(
         **bench_options,
     )
     with ResultStore(table_path, readonly=True) as store:
-        rows = store.to_frame(proto.hash)
+        rows = store.to_frame(ran.protocol_hash)  # the hash it ran under (bf16 on CUDA)
     rows = rows[rows["seed"].isin(list(seeds))]
     if rows.empty:
         raise TableError(f"no results for protocol {proto.name!r} in {table_path}")
     table = BenchTable.from_results(
-        rows, proto.dataset, proto.name, protocol_hash=proto.hash, source=str(table_path)
+        rows, proto.dataset, proto.name, protocol_hash=ran.protocol_hash, source=str(table_path)
     )
     summary = summarise(table, picks, base)
     write_report(summary, out, title=f"Retraining report: protocol {proto.name}, seeds {list(seeds)}")

@@ -27,7 +27,7 @@ import json
 import math
 import os
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, is_dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -262,16 +262,23 @@ class ResultStore:
         return cursor.rowcount > 0
 
     # ----- reading ---------------------------------------------------------------------------------------
-    def done_keys(self, protocol_hash: str, *, include_failed: bool = True) -> set[tuple[str, int]]:
+    def done_keys(
+        self, protocol_hash: str, *, include_failed: bool = True, retry_errors: Sequence[str] = ()
+    ) -> set[tuple[str, int]]:
         """The ``(canonical arch string, seed)`` pairs stored for ``protocol_hash``.
 
         With ``include_failed=False`` failed rows are left out, so a ``--retry-failed`` run evaluates them
-        again.
+        again; failed rows whose ``error`` contains one of ``retry_errors`` are left out either way (e.g.
+        device failures that older versions stored as the candidate's result).
         """
         sql = "SELECT arch, seed FROM results WHERE protocol_hash = ?"
+        args: list[str] = [protocol_hash]
         if not include_failed:
             sql += " AND error IS NULL"
-        return {(arch, int(seed)) for arch, seed in self._conn.execute(sql, (protocol_hash,))}
+        for text in retry_errors:
+            sql += " AND (error IS NULL OR instr(error, ?) = 0)"
+            args.append(text)
+        return {(arch, int(seed)) for arch, seed in self._conn.execute(sql, args)}
 
     def protocols(self) -> pd.DataFrame:
         """One row per protocol: ``hash``, ``name``, ``card`` (a dict), ``added_at``, ``rows`` (stored)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from flatnas_bench.data import DeviceData
 from flatnas_bench.errors import ConfigError, FlatnasError
 from flatnas_bench.network import TinyNetwork
 from flatnas_bench.protocol import Protocol
-from flatnas_bench.sam import SAM, frozen_bn_stats
+from flatnas_bench.sam import SAM, batchnorms, frozen_bn_stats
 from flatnas_bench.space import ArchLike
 
 
@@ -55,6 +56,37 @@ def autocast(precision: str, device: torch.device) -> contextlib.AbstractContext
     raise ConfigError(f"precision {precision!r} needs a CUDA device (got {device}); use precision='fp32'")
 
 
+def configure_numerics(device: torch.device | str, deterministic: bool = False) -> None:
+    """Set the process's CUDA numerics for training on ``device`` (nothing to set on CPU, which is
+    bit-exact by seed already).
+
+    Default (fast): cuDNN autotuning and TF32 convolutions and matmuls, so repeated runs may differ in the
+    last bits. ``deterministic=True``: no autotuning, no TF32, deterministic kernels only (PyTorch raises
+    where an op has none), so the same seed gives the same numbers on the same GPU and software.
+    :func:`numerics_label` records which one a row was measured under.
+    """
+    if torch.device(device).type != "cuda":
+        return
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's condition for determinism
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.allow_tf32 = not deterministic
+    torch.backends.cuda.matmul.allow_tf32 = not deterministic
+    torch.use_deterministic_algorithms(deterministic)
+
+
+def numerics_label(device: torch.device | str) -> str:
+    """How this process computes on ``device``, for the result row: ``""`` on CPU (exact by seed),
+    ``"deterministic"`` or e.g. ``"tf32, cudnn.benchmark"`` on CUDA."""
+    if torch.device(device).type != "cuda":
+        return ""
+    if torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.allow_tf32:
+        return "deterministic"
+    flags = [("tf32", torch.backends.cudnn.allow_tf32), ("cudnn.benchmark", torch.backends.cudnn.benchmark)]
+    return ", ".join([name for name, on in flags if on] + ["nondeterministic"])
+
+
 def build_model(
     arch: ArchLike, protocol: Protocol, num_classes: int, seed: int, device: torch.device
 ) -> nn.Module:
@@ -75,15 +107,16 @@ def train_model(
     """
     device = data.device
     amp = autocast(protocol.precision, device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
     model = build_model(arch, protocol, data.num_classes, seed, device)
+    on_cuda = device.type == "cuda"
     base = torch.optim.SGD(
         model.parameters(),
         lr=protocol.lr,
         momentum=protocol.momentum,
         nesterov=protocol.nesterov and protocol.momentum > 0,
         weight_decay=protocol.weight_decay,
+        foreach=None if on_cuda else True,  # one kernel per step over all parameters, not one per tensor
+        fused=True if on_cuda else None,
     )
     sam = (
         None
@@ -94,6 +127,7 @@ def train_model(
     steps_per_epoch = data.steps_per_epoch(protocol.batch_size)
     total_steps = protocol.epochs * steps_per_epoch
     generator = torch.Generator().manual_seed(seed)
+    bns = batchnorms(model)  # walked once, not every step
 
     start = time.perf_counter()
     step = 0
@@ -114,7 +148,7 @@ def train_model(
                 base.zero_grad(set_to_none=True)
             else:
                 sam.first_step()
-                with frozen_bn_stats(model), amp:
+                with frozen_bn_stats(bns), amp:
                     loss_fn(model(x), y).backward()
                 sam.second_step()
             losses.append(loss.detach())

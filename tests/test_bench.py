@@ -147,3 +147,22 @@ def test_arch_files_and_canonical_dedup(tmp_path):
         read_arch_file(path)
     with pytest.raises(ConfigError, match="cannot read"):
         read_arch_file(tmp_path / "missing.txt")
+
+
+def test_cuda_runs_default_to_bf16_under_their_own_hash():
+    from flatnas_bench.bench import run_protocol
+
+    proxy = resolve_protocol("proxy")
+    on_cpu, on_gpu = run_protocol(proxy, "cpu"), run_protocol(proxy, "cuda:1")
+    assert on_cpu == proxy and on_cpu.hash == "772034ca7fcd"  # the bundled table's key is unchanged
+    assert on_gpu.precision == "bf16" and on_gpu.hash != proxy.hash
+    assert run_protocol(proxy, "cuda", precision="fp32").hash == proxy.hash  # asked for: kept
+    assert run_protocol(proxy.replace(precision="bf16"), "cuda") == proxy.replace(precision="bf16")
+
+
+def test_the_row_says_how_cuda_computed():
+    from flatnas_bench.train import configure_numerics, numerics_label
+
+    before = torch.are_deterministic_algorithms_enabled()
+    configure_numerics("cpu", deterministic=True)  # CPU is exact by seed already: nothing to switch
+    assert torch.are_deterministic_algorithms_enabled() == before and numerics_label("cpu") == ""

@@ -174,3 +174,26 @@ def test_table_user_mistakes_are_one_line_exit_2(tmp_path):
         assert result.exit_code == 2, result.output
         assert message in result.output
     assert bad.read_text() == "arch,val_acc\n"
+
+
+def test_a_redirected_bench_logs_a_line_at_once_and_one_per_candidate(env, tmp_path):
+    """``flatnas-bench bench ... > log 2>&1``: progress lines reach the file while the run goes on."""
+    table = tmp_path / "logged.sqlite"
+    argv = [arg for arg in bench_args(env["data"], table) if arg != "--no-progress"]
+    argv[argv.index("--archs") + 1] = "3"  # a short run: the lines matter, not the count
+    log = tmp_path / "log"
+    with open(log, "w") as out:
+        start = time.monotonic()
+        proc = subprocess.Popen([sys.executable, "-m", "cli.main", *argv], cwd=ROOT, stdout=out, stderr=out)
+        first = None
+        while proc.poll() is None and time.monotonic() - start < 60:
+            if " bench proxy " in log.read_text():
+                first = time.monotonic() - start
+                break
+            time.sleep(0.05)
+        assert proc.wait(timeout=600) == 0, log.read_text()  # generous: CI machines may be loaded
+    text = log.read_text()
+    assert first is not None and first < 60, text
+    print(f"first progress line after {first:.1f} s")
+    assert sum(line.split(" ", 2)[1] == "done" for line in text.splitlines() if " " in line) == 3
+    assert "3/3 done, 0 failed" in text and text.rstrip().endswith("s)")

@@ -112,3 +112,121 @@ def test_registry_and_option_errors(monkeypatch):
 def test_a_context_needs_data():
     with pytest.raises(ConfigError, match="data_path or splits"):
         RunContext(tiny_protocol())
+
+
+def test_ray_runs_more_workers_than_cpus_on_smaller_shares(context, jobs, reference, ray_instance):
+    """The hang of old: on a 1-CPU cluster, 3 actors asking for 1 CPU each left 2 never started while jobs
+    were handed to them. Shares now follow the count (1/3 CPU each), so every job finishes."""
+    executor = get_executor("ray", device="cpu", threads=1, workers=3)
+    threads = torch.get_num_threads()
+    try:
+        rows = list(executor.run(jobs, context))
+    finally:
+        torch.set_num_threads(threads)
+    assert executor.slots == 3
+    assert sorted((r["arch"], r["seed"]) for r in rows) == sorted(reference)
+    assert all(r["error"] is None for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("capacities", "count", "want", "share"),
+    [
+        ([1.0], 1, 1.0, 1.0),  # one actor per GPU
+        ([1.0], 4, 1.0, 0.25),  # --workers 4 on one GPU: a quarter each, not a whole GPU
+        ([1.0, 1.0], 3, 1.0, 0.5),  # two 1-GPU nodes: halves, since 2/3 + 2/3 does not fit on one GPU
+        ([1.0], 4, 0.25, 0.25),  # --workers-per-gpu 4 already fits
+        ([8.0], 4, 1.0, 1.0),
+        ([2.0], 3, 1.0, 0.6666),  # CPUs: fractional too
+    ],
+)
+def test_actor_shares_follow_the_actor_count(capacities, count, want, share):
+    from flatnas_bench.executors import actor_share
+
+    got = actor_share(capacities, count, want, "GPU")
+    assert got == pytest.approx(share)
+    assert sum(int(c / got + 1e-9) for c in capacities) >= count  # every actor can be placed
+
+
+def test_more_workers_than_the_cluster_can_hold_is_refused_in_one_line():
+    from flatnas_bench.executors import actor_share
+
+    with pytest.raises(ConfigError, match=r"^1000 workers do not fit on the Ray cluster's GPUs \(1 in all\)"):
+        actor_share([1.0], 1000, 1.0, "GPU")
+
+
+def _fake_feed(jobs, fail_times, lost_slots=()):
+    """Run _feed over synchronous fake slots: job arch -> how many times it raises a device error."""
+    from flatnas_bench.executors import _feed
+
+    raised = dict.fromkeys(fail_times, 0)
+    replaced = []
+
+    def start(slot, job):
+        return (slot, job)
+
+    def result(handle):
+        slot, job = handle
+        if raised.get(job.arch, 0) < fail_times.get(job.arch, 0):
+            raised[job.arch] += 1
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return {"arch": job.arch, "seed": job.seed, "slot": slot, "error": None}
+
+    def replace(slot, exc):
+        replaced.append(slot)
+        return None if slot in lost_slots else f"{slot}'"
+
+    rows = list(_feed(["a", "b"], jobs, start, lambda handles: handles[0], result, None, replace))
+    return rows, replaced
+
+
+def test_a_device_error_replaces_the_worker_and_retries_the_job(jobs):
+    rows, replaced = _fake_feed(jobs, {jobs[0].arch: 1})
+    assert sorted(r["arch"] for r in rows) == sorted(j.arch for j in jobs)  # nothing stored as failed
+    assert all(r["error"] is None for r in rows) and replaced == ["a"]
+    assert {r["slot"] for r in rows if r["arch"] == jobs[0].arch} == {"a'"}  # retried on the fresh worker
+    rows, replaced = _fake_feed(jobs, {jobs[0].arch: 1}, lost_slots=("a",))  # the slot is gone for good
+    assert sorted(r["arch"] for r in rows) == sorted(j.arch for j in jobs) and {r["slot"] for r in rows} == {
+        "b"
+    }
+
+
+def test_a_lasting_device_error_stops_the_run_without_a_row(jobs):
+    from flatnas_bench.errors import DeviceError
+
+    with pytest.raises(DeviceError, match=r"failed on the device 3 times .*OutOfMemoryError: CUDA out of"):
+        _fake_feed(jobs, {jobs[0].arch: 99})
+
+
+def test_serial_retries_a_device_error_and_keeps_real_failures_as_rows(context, jobs, monkeypatch):
+    import flatnas_bench.candidate as candidate
+
+    real, calls = candidate.evaluate_candidate, []
+
+    def flaky(job, **kwargs):
+        calls.append(job.arch)
+        if len(calls) == 1:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return real(job, **kwargs)
+
+    monkeypatch.setattr(candidate, "evaluate_candidate", flaky)
+    rows = list(SerialExecutor(device="cpu", threads=1).run(jobs[:1], context))
+    assert calls == [CONV, CONV] and rows[0]["error"] is None and rows[0]["val_acc"] is not None
+
+
+def test_a_kept_alive_pool_serves_the_next_run_with_the_same_context(context, jobs, reference):
+    executor = get_executor("local", device="cpu", threads=1, workers=1, keep_alive=True)
+    try:
+        first = list(executor.run(jobs[:1], context))
+        pools = list(executor._pools)
+        second = list(executor.run(jobs[1:], context))
+        assert executor._pools == pools and len(pools) == 1  # the same worker process, not a new one
+        other = RunContext(context.protocol.replace(epochs=1), data_path=context.data_path)
+        list(executor.run([CandidateJob(CONV, other.protocol, 0)], other))
+        assert executor._pools != pools  # another protocol: fresh workers
+    finally:
+        executor.close()
+    assert executor._pools == []
+    rows = {(r["arch"], r["seed"]): r for r in first + second}
+    assert rows.keys() == reference.keys()
+    for key, row in rows.items():
+        assert {c: row[c] for c in MEASURED} == {c: reference[key][c] for c in MEASURED}

@@ -13,7 +13,7 @@ import pytest
 from flatnas_bench.errors import TableError
 from flatnas_bench.protocol import get_protocol
 from flatnas_bench.results import RESULT_COLUMNS
-from flatnas_bench.space import Arch
+from flatnas_bench.space import Arch, sample_archs
 from flatnas_bench.store import ResultStore
 from flatnas_bench.table_readers import load_table
 
@@ -159,3 +159,16 @@ def test_a_table_written_before_corr_acc_rel_is_read_and_upgraded(tmp_path):
         assert store.to_frame()["corr_acc_rel"].tolist()[1] is not None
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("3",)
+
+
+def test_device_failures_stored_by_older_versions_are_not_done(tmp_path):
+    from flatnas_bench.executors import DEVICE_FAILURE_MARKS
+
+    archs = sample_archs(3, seed=0, unique=True)
+    with ResultStore(tmp_path / "t.sqlite") as store:
+        for arch, error in zip(
+            archs, [None, "OutOfMemoryError: CUDA out of memory.", "diverged: loss nan"], strict=True
+        ):
+            store.add({"arch": str(arch), "protocol": "p", "protocol_hash": "h", "seed": 0, "error": error})
+        done = store.done_keys("h", retry_errors=DEVICE_FAILURE_MARKS)
+    assert done == {(str(archs[0].canonical()), 0), (str(archs[2].canonical()), 0)}
