@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from flatnas_bench.errors import FlatnasError, TableError
-from flatnas_bench.protocol import get_protocol
+from flatnas_bench.protocol import get_protocol, list_protocols
 from flatnas_bench.results import TEXT_COLUMNS
 from flatnas_bench.store import SQLITE_MAGIC, ResultStore
 from flatnas_bench.table import BenchTable, parse_arch_column
@@ -208,6 +208,9 @@ def _protocol_dataset(
         preset = None
     if preset is not None and phash in ("", preset.hash):  # the registry's preset, unchanged
         return preset.dataset
+    for name in list_protocols():  # rows of a preset's earlier definition kept under its new name
+        if get_protocol(name).hash == phash:
+            return get_protocol(name).dataset
     raise TableError(
         f"cannot tell which dataset protocol {protocol!r} ({phash}) in {where} used; pass dataset="
     )
