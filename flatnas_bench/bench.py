@@ -183,7 +183,8 @@ def _corruption_set(dataset: str, subset: int, data_path: str, corruptions: str 
 
     if corruptions is not None:
         return load_cifar_c(corruptions, subset=subset)
-    from flatnas_bench.corruptions import BENCHMARK_CORRUPTIONS, write_corruption_set
+    from flatnas_bench.corruption_textures import frost_source
+    from flatnas_bench.corruptions import BENCHMARK_CORRUPTIONS, GENERATOR_VERSION, write_corruption_set
     from flatnas_bench.data import cache_dir, load_images
 
     test = load_images(data_path, dataset).test
@@ -192,7 +193,9 @@ def _corruption_set(dataset: str, subset: int, data_path: str, corruptions: str 
     pick = balanced_subset(test.y, subset)
     x, y = test.x[pick], test.y[pick]
     digest = hashlib.sha256(np.ascontiguousarray(x).tobytes() + y.tobytes()).hexdigest()[:16]
-    folder = cache_dir() / "corruptions" / f"{dataset}-{subset}-{digest}"
+    # generator version and frost source in the name: a cache made by other code is never reused
+    tag = f"g{GENERATOR_VERSION}-{frost_source()}"
+    folder = cache_dir() / "corruptions" / f"{dataset}-{subset}-{digest}-{tag}"
     write_corruption_set(x, y, folder, BENCHMARK_CORRUPTIONS, seed=0)  # keeps what an earlier run wrote
     return load_cifar_c(folder, BENCHMARK_CORRUPTIONS, subset=subset)
 

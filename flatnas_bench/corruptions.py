@@ -64,6 +64,9 @@ from flatnas_bench.robustness import (
     save_labels,
 )
 
+# Bumped whenever the pixels a seed produces change: 2 = parity with make_cifar_c.py (package 0.2).
+GENERATOR_VERSION = 2
+
 __all__ = [
     "ALL_CORRUPTIONS",
     "BENCHMARK_CORRUPTIONS",
@@ -805,6 +808,7 @@ def write_corruption_set(
     meta: dict[str, object] = {
         "seed": int(seed),
         "generator": "flatnas_bench.corruptions",
+        "generator_version": GENERATOR_VERSION,
         "frost": frost_source(),
     }
     wanted = {"severities": list(levels), "n_images": len(images), **meta}
