@@ -46,9 +46,11 @@ def _restore_threads() -> Iterator[None]:
 def test_bench_dedupes_isomorphs_and_resumes_without_duplicates(tmp_path, tiny_data):
     table = tmp_path / "t.sqlite"
     archs = [CONV, str(SKIP_TWIN), CONV, str(SKIP)]  # 4 inputs, 2 candidates
-    first = run_bench(archs[:3], tiny_protocol(), table, tiny_data, seeds=(0,), progress=False, threads=1)
+    # batch 8: enough steps (30) for BatchNorm's running statistics to settle, so eval mode learns too
+    protocol = tiny_protocol(batch_size=8)
+    first = run_bench(archs[:3], protocol, table, tiny_data, seeds=(0,), progress=False, threads=1)
     assert (first.jobs, first.isomorphs, first.skipped, first.done, first.failed) == (2, 1, 0, 2, 0)
-    again = run_bench(archs, tiny_protocol(), table, tiny_data, seeds=(0, 1), progress=False, threads=1)
+    again = run_bench(archs, protocol, table, tiny_data, seeds=(0, 1), progress=False, threads=1)
     assert (again.jobs, again.isomorphs, again.skipped, again.done) == (4, 2, 2, 2)
     with ResultStore(table, readonly=True) as store:
         frame = store.to_frame()
