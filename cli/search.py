@@ -43,6 +43,12 @@ def _print_frame(frame, title: str, limit: int) -> None:
         console.print(f"... {len(frame) - limit} more rows (see --out)")
 
 
+_ALLOW_DEAD_HELP = (
+    "Also consider cells with no live input-to-output route (left out by default: they sit at chance "
+    "with R = 0)."
+)
+
+
 @command("search")
 def search_command(
     objective: Annotated[list[str] | None, typer.Option("--objective", "-o", help=_OBJECTIVE_HELP)] = None,
@@ -70,6 +76,7 @@ def search_command(
         Path | None, typer.Option(help="Write pareto.csv, pareto.json, scored.csv, front.png.")
     ] = None,
     top: Annotated[int, typer.Option(help="Rows of the front to print.")] = 30,
+    allow_dead: Annotated[bool, typer.Option("--allow-dead", help=_ALLOW_DEAD_HELP)] = False,
 ) -> None:
     """Pareto-optimal NB201 archs for the chosen objectives (default: the bundled surrogate)."""
     from flatnas_bench.search import SearchConfig, run_search
@@ -85,6 +92,7 @@ def search_command(
         strategy=strategy,
         config=SearchConfig(seed=seed, **{key: value for key, value in sizes.items() if value is not None}),
         compare_exhaustive=compare,
+        allow_dead=allow_dead,
     )
     names = ", ".join(o.label for o in result.objectives)
     _print_frame(result.front_table, f"Pareto front: {names}", top)
@@ -121,6 +129,7 @@ def loop_command(
     alpha: Annotated[float, typer.Option(help="FoM weight of the error term.")] = DEFAULT_ALPHA,
     seed: Annotated[int, typer.Option(help="Loop seed.")] = 0,
     out: Annotated[Path, typer.Option(help="Directory for log.csv and front.csv.")] = Path("loop"),
+    allow_dead: Annotated[bool, typer.Option("--allow-dead", help=_ALLOW_DEAD_HELP)] = False,
 ) -> None:
     """The FlatNAS loop: sample, fit, NSGA-II on the surrogate, evaluate spread picks, repeat; resumable."""
     from flatnas_bench.loop import EngineEvaluator, LoopConfig, TableOracle, run_loop
@@ -156,6 +165,7 @@ def loop_command(
             config=config,
             log_path=out / "log.csv",
             progress=show,
+            allow_dead=allow_dead,
         )
     finally:
         if hasattr(evaluator, "close"):

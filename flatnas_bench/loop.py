@@ -37,6 +37,7 @@ import pandas as pd
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from flatnas_bench.bench import run_bench, run_protocol
+from flatnas_bench.encodings import live_route_counts
 from flatnas_bench.errors import ConfigError, TableError
 from flatnas_bench.objectives import (
     DEFAULT_ALPHA,
@@ -50,7 +51,15 @@ from flatnas_bench.objectives import (
 )
 from flatnas_bench.protocol import get_protocol
 from flatnas_bench.results import failed
-from flatnas_bench.search import Bounds, SearchConfig, SearchResult, hypervolume, pareto_front, search
+from flatnas_bench.search import (
+    LIVE_CONSTRAINT,
+    Bounds,
+    SearchConfig,
+    SearchResult,
+    hypervolume,
+    pareto_front,
+    search,
+)
 from flatnas_bench.space import Arch, canonical_archs, sample_archs
 from flatnas_bench.store import ResultStore
 from flatnas_bench.table import BenchTable, as_table
@@ -73,6 +82,12 @@ class Evaluator(Protocol):
         """The canonical archs this evaluator can measure ``quantities`` (full or short names) for, or
         None for any arch."""
         ...
+
+
+def _live_archs() -> frozenset[Arch]:
+    """The canonical archs with at least one live input-to-output route."""
+    archs = canonical_archs()
+    return frozenset(a for a, n in zip(archs, live_route_counts(archs), strict=True) if n > 0)
 
 
 def initial_sample(n: int, seed: int, pool: frozenset[Arch] | None = None) -> list[Arch]:
@@ -435,6 +450,7 @@ def run_loop(
     bounds: Bounds | None = None,
     log_path: str | Path | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    allow_dead: bool = False,
 ) -> LoopResult:
     """Run (or resume) the FlatNAS loop until ``config.budget`` archs are in the evaluator's archive.
 
@@ -442,15 +458,19 @@ def run_loop(
     ``["fom", "params"]``, ``["params<=0.8"]``); the surrogate is fitted on the measured quantities they
     read (their full names in the archive). ``fit(archive, targets, seed)`` defaults to
     :func:`fit_default`. ``bounds`` fixes the hypervolume normalisation (default: min/max of the initial
-    sample). ``progress`` gets each log row.
+    sample). ``progress`` gets each log row. Cells with no live input-to-output route are neither sampled
+    nor picked unless ``allow_dead`` (they sit at chance with R = 0).
     """
     cfg = config or LoopConfig()
-    specs, cons = list(objectives), list(constraints)
+    specs, cons = list(objectives), list(constraints) + ([] if allow_dead else [LIVE_CONSTRAINT])
     quantities = needed_targets(specs + cons)
     if not quantities:
         raise ConfigError("the objectives read no measured quantity; nothing for the loop to learn")
     pool = evaluator.pool(quantities) if hasattr(evaluator, "pool") else None
     pool = None if pool is None or len(pool) == len(canonical_archs()) else frozenset(pool)
+    if not allow_dead:
+        live = _live_archs()
+        pool = live if pool is None else pool & live
     archive = evaluator.archive()
     if len(archive) < cfg.n_init:
         done = {a.canonical() for a in archive.archs}

@@ -583,6 +583,10 @@ def default_objectives(context: ObjectiveContext) -> list[str]:
     return [(accuracies or names)[0], "params"]
 
 
+# Every cell with at least one live input-to-output route: the default constraint of search and loop.
+LIVE_CONSTRAINT = "live_routes>=1"
+
+
 def run_search(
     objectives: Sequence[str] | None = None,
     *,
@@ -594,8 +598,12 @@ def run_search(
     strategy: str = "nsga2",
     config: SearchConfig | None = None,
     compare_exhaustive: bool = True,
+    allow_dead: bool = False,
 ) -> SearchResult:
     """One call from names to a front: what ``flatnas-bench search`` runs.
+
+    Cells with no live input-to-output route (they sit at chance with R = 0, yet are the smallest) are
+    left out by the constraint :data:`LIVE_CONSTRAINT` unless ``allow_dead``.
 
     ``surrogate`` is a directory written by ``fit-surrogate``, a fitted ``SurrogateSet``, ``"bundled"``
     (the package's own) or ``None``. ``tables`` are joined into one table whose columns become objectives
@@ -616,6 +624,7 @@ def run_search(
     context = ObjectiveContext(surrogate=surrogate, table=table, alpha=alpha)
     objs = make_objectives(list(objectives) if objectives else default_objectives(context), context)
     specs = list(constraints) + ([f"params<={max_params}"] if max_params is not None else [])
+    specs += [] if allow_dead else [LIVE_CONSTRAINT]
     cons = [make_constraint(c, context) for c in specs]
     result = search(objs, constraints=cons, strategy=strategy, config=config)
     if compare_exhaustive:
@@ -625,6 +634,7 @@ def run_search(
 
 
 __all__ = [
+    "LIVE_CONSTRAINT",
     "STRATEGIES",
     "Bounds",
     "IsomorphElimination",

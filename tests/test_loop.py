@@ -152,3 +152,17 @@ def test_fom_log_is_monotone(oracle_table):
     result = run_loop(TableOracle(oracle_table), ["fom(acc=acc)", "params"], config=config, fit=linear_fit)
     assert (np.diff(result.log["hypervolume"]) >= -1e-12).all()
     assert (np.diff(result.log["best_fom"]) <= 1e-12).all()
+
+
+def test_dead_cells_are_neither_sampled_nor_picked_unless_allowed(oracle_table):
+    """The objective rewards 'none' edges (dead cells score best), so only the default keeps them out."""
+    from flatnas_bench.encodings import live_route_counts
+
+    table = oracle_table.assign(acc=oracle_table["arch"].str.count("none"))
+    config = LoopConfig(budget=40, n_init=20, k=10, seed=0, search=SEARCH)
+    kept = run_loop(TableOracle(table), ["acc:max", "params"], config=config, fit=linear_fit)
+    assert (live_route_counts(kept.archive["arch"]) >= 1).all()
+    allowed = run_loop(
+        TableOracle(table), ["acc:max", "params"], config=config, fit=linear_fit, allow_dead=True
+    )
+    assert (live_route_counts(allowed.archive["arch"]) == 0).sum() >= 3

@@ -304,3 +304,30 @@ def test_fom_finds_result_table_metric_names():
     plain = make_objective("fom", ObjectiveContext(surrogate=FakeSurrogate()))
     archs = list(canonical_archs()[:20])
     assert np.allclose(make_objective("fom", context)(archs), plain(archs))
+
+
+def test_search_leaves_dead_cells_out_unless_allowed(tmp_path) -> None:
+    """Cells with no live route tie the smallest live cells on size: the default front never offers
+    them, --allow-dead does."""
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from flatnas_bench.encodings import live_route_counts
+    from flatnas_bench.search import run_search
+
+    objectives = ["params", "flops:max"]
+    default = run_search(objectives, surrogate=None, strategy="exhaustive", compare_exhaustive=False)
+    assert (live_route_counts(default.front_archs) >= 1).all()
+    assert len(default.archs) == 6466 and default.feasible.sum() == 6466 - 5  # 5 classes are dead
+    dead = run_search(
+        objectives, surrogate=None, strategy="exhaustive", compare_exhaustive=False, allow_dead=True
+    )
+    assert (live_route_counts(dead.front_archs) == 0).sum() >= 1
+    runner = CliRunner()
+    args = ["search", "--surrogate", "none", "-o", "params", "-o", "flops:max", "--strategy", "exhaustive"]
+    for extra, out in (([], tmp_path / "default"), (["--allow-dead"], tmp_path / "dead")):
+        shown = runner.invoke(app, [*args, "--no-compare", "--out", str(out), *extra])
+        assert shown.exit_code == 0, shown.output
+    dead_on_front = lambda out: int((live_route_counts(pd.read_csv(out / "pareto.csv")["arch"]) == 0).sum())  # noqa: E731
+    assert dead_on_front(tmp_path / "default") == 0
+    assert dead_on_front(tmp_path / "dead") >= 1
