@@ -42,6 +42,7 @@ METRICS: tuple[str, ...] = (
     "val_acc", "test_acc", "flatness_r", "corr_acc_mean", "corr_acc_rel", "mce", "loss_sharpness",
 )  # fmt: skip
 COSTS: tuple[str, ...] = ("params_m", "flops_m")
+DIFFERENCES: tuple[str, ...] = ("test_acc", "corr_acc_mean", "corr_acc_rel", "flatness_r")
 
 
 def load_picks(path: str | Path) -> list[Arch]:
@@ -76,7 +77,9 @@ def summarise(table: BenchTable, picks: Sequence[ArchLike], baseline: ArchLike |
     """One row per arch from a table of result rows for one protocol (:meth:`BenchTable.from_results`,
     several seeds each): ``arch``, ``role`` (pick / baseline / pick+baseline), ``n_seeds``, ``params_m``,
     ``flops_m``, and ``{metric}`` / ``{metric}_std`` (mean and sample std over seeds) per metric of
-    :data:`METRICS`, named by their result-row column.
+    :data:`METRICS`, named by their result-row column; then, per metric of :data:`DIFFERENCES`,
+    ``{metric}_diff`` / ``{metric}_diff_std`` / ``{metric}_diff_n``: the arch minus the baseline, seed by
+    seed (over the seeds both have), as mean, sample std and count (the baseline's own row: 0).
 
     Failed rows are not in the table's per-seed rows; an arch with no successful row keeps NaN metrics and
     NB201's C=16, N=5 costs.
@@ -98,6 +101,30 @@ def summarise(table: BenchTable, picks: Sequence[ArchLike], baseline: ArchLike |
     columns = [N_SEEDS, *COSTS, *(f"{m}{s}" for m in METRICS for s in ("", "_std"))]
     out = stats[columns].reset_index()
     out.insert(1, "role", roles)
+    return out.join(_paired_differences(long, [str(a) for a in order], None if base is None else str(base)))
+
+
+def _paired_differences(long: pd.DataFrame, archs: Sequence[str], base: str | None) -> pd.DataFrame:
+    """Per arch (rows in ``archs`` order) and metric of :data:`DIFFERENCES`: mean, std and count of the
+    seed-by-seed difference from ``base`` (NaN without a baseline or shared seeds)."""
+    columns = [f"{m}{s}" for m in DIFFERENCES for s in ("_diff", "_diff_std", "_diff_n")]
+    out = pd.DataFrame(np.nan, index=range(len(archs)), columns=columns)
+    if base is None:
+        return out
+    wide = {m: long.pivot_table(index="arch", columns="seed", values=m) for m in DIFFERENCES if m in long}
+    for metric, table in wide.items():
+        if base not in table.index:
+            continue
+        for i, arch in enumerate(archs):
+            if arch not in table.index:
+                continue
+            diff = (table.loc[arch] - table.loc[base]).dropna().to_numpy(float)
+            std = float(np.std(diff, ddof=1)) if len(diff) > 1 else np.nan
+            out.loc[i, [f"{metric}_diff", f"{metric}_diff_std", f"{metric}_diff_n"]] = (
+                float(diff.mean()) if len(diff) else np.nan,
+                std,
+                len(diff),
+            )
     return out
 
 
@@ -121,12 +148,19 @@ def _markdown(summary: pd.DataFrame, title: str) -> str:
     base = summary[summary["role"].str.contains("baseline")]
     if not base.empty:
         b = base.iloc[0]
-        lines += ["", "Differences from the accuracy-only baseline (pick minus baseline):", ""]
+        lines += [
+            "",
+            "Differences from the accuracy-only baseline (pick minus baseline, seed by seed: mean ± std over "
+            "the seeds both have):",
+            "",
+        ]
         for _, row in summary[summary["role"] == "pick"].iterrows():
             parts = [
-                f"{m} {row[m] - b[m]:+.2f} {UNITS[m]}"
-                for m in ("test_acc", "corr_acc_mean", "flatness_r")
-                if np.isfinite(row[m]) and np.isfinite(b[m])
+                f"{m} {row[f'{m}_diff']:+.3f}"
+                + (f" ± {row[f'{m}_diff_std']:.3f}" if np.isfinite(row[f"{m}_diff_std"]) else "")
+                + f" {UNITS[m]} ({int(row[f'{m}_diff_n'])} seeds)"
+                for m in DIFFERENCES
+                if np.isfinite(row[f"{m}_diff"])
             ]
             parts.append(f"params {row['params_m'] - b['params_m']:+.3f} M")
             lines.append(f"- `{row['arch']}`: " + ", ".join(parts))

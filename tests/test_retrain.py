@@ -44,6 +44,20 @@ def test_summary_averages_seeds_and_skips_failures():
     assert list(both["role"]) == ["pick+baseline"]
 
 
+def test_differences_from_the_baseline_are_paired_by_seed():
+    rows = [
+        {"arch": str(arch), "seed": seed, "test_acc": acc, "flatness_r": 1.0, "error": None}
+        for arch, accs in ((PICK, (92.0, 95.0, 90.0)), (BASE, (93.0, 93.0, np.nan)))
+        for seed, acc in enumerate(accs)
+    ]
+    table = BenchTable.from_results(pd.DataFrame(rows).assign(protocol="proxy"), "cifar10", "proxy")
+    pick = summarise(table, [PICK], BASE).set_index("role").loc["pick"]
+    # seeds 0 and 1 are shared: differences -1 and +2 (seed 2 has no baseline value)
+    assert (pick["test_acc_diff"], pick["test_acc_diff_n"]) == (0.5, 2)
+    assert pick["test_acc_diff_std"] == pytest.approx(np.std([-1.0, 2.0], ddof=1))
+    assert pick["flatness_r_diff"] == 0.0 and np.isnan(pick["corr_acc_mean_diff"])  # not measured
+
+
 def test_report_files(tmp_path):
     paths = write_report(summarise(_rows(), [PICK, OTHER], BASE), tmp_path / "report", title="test report")
     md = paths["md"].read_text()
@@ -52,7 +66,7 @@ def test_report_files(tmp_path):
     header = next(line for line in md.splitlines() if line.startswith("| arch"))
     rows = [line for line in md.splitlines() if line.startswith("| `")]
     assert len(rows) == 3 and all(r.replace("\\|", "").count("|") == header.count("|") for r in rows)
-    assert "corr_acc_mean +3.00 %" in md  # PICK minus baseline, mean over seeds (70.5 - 67.5)
+    assert "corr_acc_mean +3.000 ± 0.000 % (2 seeds)" in md  # PICK minus baseline, seed by seed (70.5 - 67.5)
     assert len(pd.read_csv(paths["csv"])) == 3
     assert paths["png"].stat().st_size > 10_000
 
