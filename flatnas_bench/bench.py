@@ -215,6 +215,29 @@ def balanced_subset(labels: np.ndarray, n: int) -> np.ndarray:
     return np.sort(np.lexsort((labels, rank))[:n])
 
 
+def _bench_inputs(archs: Iterable[ArchLike], seeds: Sequence[int]) -> tuple[list[str], int, list[int]]:
+    """(distinct canonical archs, isomorphs dropped, distinct seeds); ConfigError when either is empty."""
+    seeds = [int(s) for s in dict.fromkeys(seeds)]
+    if not seeds:
+        raise ConfigError("no seeds given")
+    canonical, isomorphs = unique_archs(archs)
+    if not canonical:
+        raise ConfigError("no archs given")
+    return canonical, isomorphs, seeds
+
+
+def _commit_results(executor: Executor, jobs: list, context: RunContext, store: ResultStore, display) -> dict:
+    """Run ``jobs`` on ``executor`` and commit each row the moment it arrives; ok / failed counts."""
+    counts = {"ok": 0, "failed": 0}
+    # closing() stops the workers even when the driver is interrupted
+    with closing(executor.run(jobs, context, on_start=display.started)) as results:
+        for row in results:
+            store.add(row)
+            counts["failed" if row.get("error") else "ok"] += 1
+            display.finished(row)
+    return counts
+
+
 def run_bench(
     archs: Iterable[ArchLike],
     protocol: Protocol | str,
@@ -250,19 +273,14 @@ def run_bench(
     from flatnas_bench.data import find_layout, load_images
 
     start = time.perf_counter()
-    seeds = [int(s) for s in dict.fromkeys(seeds)]
-    if not seeds:
-        raise ConfigError("no seeds given")
-    canonical, isomorphs = unique_archs(archs)
-    if not canonical:
-        raise ConfigError("no archs given")
+    canonical, isomorphs, seeds = _bench_inputs(archs, seeds)
     if isinstance(executor, str):
         executor = get_executor(
             executor, device=device, threads=threads, workers=workers, workers_per_gpu=workers_per_gpu
         )
     protocol = run_protocol(resolve_protocol(protocol), executor.device, precision)
     find_layout(data_path, protocol.dataset)  # a wrong path fails here, before any display or table
-    counts = {"ok": 0, "failed": 0}
+    counts, jobs = {"ok": 0, "failed": 0}, []
     title = f"bench {protocol.name} {protocol.hash} on {executor.describe()}"
     with progress_display(title, progress) as display:
         display.note(f"{len(canonical)} archs x {len(seeds)} seeds; loading {data_path}")
@@ -283,12 +301,7 @@ def run_bench(
                     deterministic=deterministic,
                 )
                 display.begin(len(jobs), len(canonical) * len(seeds) - len(jobs))
-                # closing() stops the workers even when the driver is interrupted
-                with closing(executor.run(jobs, context, on_start=display.started)) as results:
-                    for row in results:
-                        store.add(row)
-                        counts["failed" if row.get("error") else "ok"] += 1
-                        display.finished(row)
+                counts = _commit_results(executor, jobs, context, store, display)
     return BenchSummary(
         table=Path(table_path),
         protocol=protocol.name,

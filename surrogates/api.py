@@ -247,6 +247,33 @@ def _fit_targets(
     return models, cv
 
 
+def _features_by_target(
+    frame: pd.DataFrame,
+    targets: Sequence[str],
+    folds: int,
+    zero_cost: bool,
+    zero_cost_cache: str | Path | None,
+    zero_cost_config: ZeroCostConfig | None,
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[str]]:
+    """Per target: (features, class-mean values) of the isomorphism classes that have it, and the feature
+    names; a target with too few classes for fitting or ``folds``-fold CV raises TableError."""
+    X_by_target: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    names: list[str] = []
+    for target in targets:
+        archs, y = class_means(frame, target)
+        if len(archs) < max(MIN_CLASSES, folds):
+            cv = f" for {folds}-fold cross-validation (fewer folds, or 0 to skip it)" if folds > 1 else ""
+            raise TableError(
+                f"target {target!r} has values for only {len(archs)} distinct archs (isomorphism classes); "
+                f"fitting needs at least {max(MIN_CLASSES, folds)}{cv}"
+            )
+        X, names = featurize(
+            archs, zero_cost=zero_cost, zero_cost_cache=zero_cost_cache, zero_cost_config=zero_cost_config
+        )
+        X_by_target[target] = (X, y)
+    return X_by_target, names
+
+
 def fit_surrogate(
     table: BenchTable | pd.DataFrame,
     targets: Sequence[str],
@@ -277,21 +304,9 @@ def fit_surrogate(
     params = {**(params or {}), "n_models": n_models}
     frame, source = _training_frame(table, list(targets))
     targets = [c for c in frame.columns if c != "arch"]  # short names resolved to the table's metrics
-    X_by_target: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    names: list[str] = []
-    for target in targets:
-        archs, y = class_means(frame, target)
-        if len(archs) < max(MIN_CLASSES, folds):
-            cv = f" for {folds}-fold cross-validation (fewer folds, or 0 to skip it)" if folds > 1 else ""
-            raise TableError(
-                f"target {target!r} has values for only {len(archs)} distinct archs (isomorphism classes); "
-                f"fitting needs at least {max(MIN_CLASSES, folds)}{cv}"
-            )
-        X, names = featurize(
-            archs, zero_cost=zero_cost, zero_cost_cache=zero_cost_cache, zero_cost_config=zero_cost_config
-        )
-        X_by_target[target] = (X, y)
-
+    X_by_target, names = _features_by_target(
+        frame, targets, folds, zero_cost, zero_cost_cache, zero_cost_config
+    )
     models, cv = _fit_targets(X_by_target, model, params, seed, folds)
     ceiling = noise_ceilings(as_table(table, source="pandas DataFrame"), targets)
     zc_config = None

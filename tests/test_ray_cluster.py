@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from helpers import make_imagefolder, tiny_protocol
@@ -87,7 +88,8 @@ def test_a_node_lost_mid_run_loses_and_duplicates_nothing(cluster, tmp_path, mon
     got = frame.set_index("arch")
     for row in reference:  # the requeued job's numbers equal a serial run's
         assert {c: got.loc[row["arch"], c] for c in MEASURED[1:] if c not in ("corr_per",)} == pytest.approx(
-            {c: row[c] for c in MEASURED[1:] if c not in ("corr_per",)}, nan_ok=True
+            {c: np.nan if row[c] is None else row[c] for c in MEASURED[1:] if c not in ("corr_per",)},
+            nan_ok=True,
         )
 
 
