@@ -26,6 +26,7 @@ import pandas as pd
 from scipy import stats
 
 from flatnas_bench.bundled import BUNDLED_DIR, SURROGATE_DIR, TABLE_FILE
+from flatnas_bench.results import corr_acc_rel
 
 ROOT = Path(__file__).resolve().parents[1]
 NB201_COLUMN = "cifar10_test_acc_200ep"
@@ -77,7 +78,7 @@ def fidelity(table: pd.DataFrame, nb201_csv: Path) -> None:
 
 def flatness_claim(table: pd.DataFrame, plot: Path | None) -> None:
     r, corr, clean = (table[c].to_numpy(np.float64) for c in ("flatness_r", "corr_acc_mean", "test_acc"))
-    rel = corr / clean
+    rel = corr_acc_rel(corr, clean)
     print(f"\n2. FlatNAS claim over {len(table)} archs (R: accuracy drop under weight noise, low = flat)")
     print(f"   {'':44} {'value':>7}  {'95 % bootstrap CI':>17}  p")
     checks = (
@@ -140,7 +141,7 @@ RELIABILITY_METRICS = ("val_acc", "test_acc", "flatness_r", "loss_sharpness", "c
 def reliability(rows: pd.DataFrame) -> None:
     from flatnas_bench.reliability import metric_reliability
 
-    rows = rows.assign(corr_acc_rel=rows["corr_acc_mean"] / rows["test_acc"])
+    rows = rows.assign(corr_acc_rel=corr_acc_rel(rows["corr_acc_mean"], rows["test_acc"]))
     replicated = int((rows.groupby("arch")["seed"].nunique() >= 2).sum())
     print(f"\n4. Seed-to-seed reliability over the {replicated} archs with two seeds")
     if replicated < 5:
