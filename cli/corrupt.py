@@ -58,13 +58,19 @@ def corrupt(
     corruptions: CorruptionsOpt = ALL_NAMES,
     seed: SeedOpt = 0,
     subset: Annotated[int | None, typer.Option("--subset", help="Only the first N test images.")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", help="Processes generating in parallel (default: every usable core)."),
+    ] = None,
 ) -> None:
     """Generate corrupted copies of the clean test set, once, in the official CIFAR-C layout."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from flatnas_bench.corruptions import write_corruption_set
+    from flatnas_bench.corruptions import usable_cores, write_corruption_set
     from flatnas_bench.data import load_images
 
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
     test = load_images(data, dataset).test
     if subset is not None and not 0 < subset <= len(test):
         raise ConfigError(f"--subset must be between 1 and {len(test)}, got {subset}")
@@ -74,7 +80,7 @@ def corrupt(
     with Progress(*columns, TimeElapsedColumn(), TimeRemainingColumn(), transient=True) as progress:
         task = progress.add_task("corrupt", total=len(x) * len(names) * len(levels))
         written = write_corruption_set(
-            x, y, out, names, levels, seed, on_progress=lambda k: progress.advance(task, k)
+            x, y, out, names, levels, seed, lambda k: progress.advance(task, k), workers or usable_cores()
         )
     kept = len(names) - len(written)
     typer.echo(

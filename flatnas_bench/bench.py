@@ -184,7 +184,12 @@ def _corruption_set(dataset: str, subset: int, data_path: str, corruptions: str 
     if corruptions is not None:
         return load_cifar_c(corruptions, subset=subset)
     from flatnas_bench.corruption_textures import frost_source
-    from flatnas_bench.corruptions import BENCHMARK_CORRUPTIONS, GENERATOR_VERSION, write_corruption_set
+    from flatnas_bench.corruptions import (
+        BENCHMARK_CORRUPTIONS,
+        GENERATOR_VERSION,
+        usable_cores,
+        write_corruption_set,
+    )
     from flatnas_bench.data import cache_dir, load_images
 
     test = load_images(data_path, dataset).test
@@ -196,7 +201,8 @@ def _corruption_set(dataset: str, subset: int, data_path: str, corruptions: str 
     # generator version and frost source in the name: a cache made by other code is never reused
     tag = f"g{GENERATOR_VERSION}-{frost_source()}"
     folder = cache_dir() / "corruptions" / f"{dataset}-{subset}-{digest}-{tag}"
-    write_corruption_set(x, y, folder, BENCHMARK_CORRUPTIONS, seed=0)  # keeps what an earlier run wrote
+    # keeps what an earlier run wrote; made before any candidate trains, so every core is free for it
+    write_corruption_set(x, y, folder, BENCHMARK_CORRUPTIONS, seed=0, workers=usable_cores())
     return load_cifar_c(folder, BENCHMARK_CORRUPTIONS, subset=subset)
 
 

@@ -36,12 +36,16 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import itertools
+import multiprocessing
 import os
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,7 +88,7 @@ __all__ = [
 ]
 
 SIZE = 32  # px: every parameter below is the original's CIFAR (32x32) setting
-CHUNK = 250  # images corrupted per call when generating a set (bounds memory, feeds the progress bar)
+CHUNK = 250  # images per job when generating a set (bounds memory, feeds the progress bar)
 
 
 class _ImageRngs:
@@ -115,6 +119,7 @@ class Corruption:
     name: str
     params: tuple[Any, ...]  # one entry per severity 1..5
     apply: Operation
+    batch: int = 50  # images per ``apply`` call: larger batches spill the float64 temporaries out of cache
 
     @property
     def benchmark(self) -> bool:
@@ -125,9 +130,9 @@ class Corruption:
 CORRUPTIONS: dict[str, Corruption] = {}
 
 
-def _register(name: str, params: Sequence[Any]) -> Callable[[Operation], Operation]:
+def _register(name: str, params: Sequence[Any], batch: int = 50) -> Callable[[Operation], Operation]:
     def decorate(fn: Operation) -> Operation:
-        CORRUPTIONS[name] = Corruption(name, tuple(params), fn)
+        CORRUPTIONS[name] = Corruption(name, tuple(params), fn, batch)
         return fn
 
     return decorate
@@ -283,29 +288,37 @@ def _clipped_zoom_sum(x: np.ndarray, zooms: Sequence[float]) -> np.ndarray:
 
 
 def _rgb_to_hsv(rgb: np.ndarray) -> np.ndarray:
-    """skimage ``color.rgb2hsv`` (ties go to blue, then green, as there), vectorised over any batch."""
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    v = rgb.max(axis=-1)
-    delta = v - rgb.min(axis=-1)
-    safe = np.where(delta == 0, 1.0, delta)
-    h = np.where(b == v, 4.0 + (r - g) / safe, np.where(g == v, 2.0 + (b - r) / safe, (g - b) / safe))
-    h = np.where(delta == 0, 0.0, (h / 6.0) % 1.0)
-    s = np.where(delta == 0, 0.0, delta / np.where(v == 0, 1.0, v))
+    """skimage ``color.rgb2hsv`` with its arithmetic (red's formula, overwritten where green and then
+    blue is the maximum, so ties go to blue, then green), vectorised over any batch of channel planes."""
+    r, g, b = np.moveaxis(rgb, -1, 0).copy()  # contiguous planes: the channel-axis reductions were slower
+    v = np.maximum(np.maximum(r, g), b)
+    delta = v - np.minimum(np.minimum(r, g), b)
+    flat = delta == 0
+    safe = np.where(flat, 1.0, delta)
+    h = (g - b) / safe
+    green = g == v
+    h[green] = 2.0 + (b[green] - r[green]) / safe[green]
+    blue = b == v
+    h[blue] = 4.0 + (r[blue] - g[blue]) / safe[blue]
+    h = (h / 6.0) % 1.0
+    h[flat] = 0.0
+    s = delta / np.where(v == 0, 1.0, v)
+    s[flat] = 0.0
     return np.stack([h, s, v], axis=-1)
 
 
 def _hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
     """skimage ``color.hsv2rgb`` with its arithmetic, vectorised over any batch: sector i = floor(6 h),
     f = 6 h - i, p = v (1 - s), q = v (1 - f s), t = v (1 - (1 - f) s), each channel picked by sector."""
-    h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+    h, s, v = np.moveaxis(hsv, -1, 0).copy()
     sector = np.floor(h * 6)
     f = h * 6 - sector
     p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
-    sector = sector.astype(np.int64) % 6
-    red = np.choose(sector, (v, q, p, p, t, v))
-    green = np.choose(sector, (t, v, v, q, p, p))
-    blue = np.choose(sector, (p, p, t, v, v, q))
-    return np.stack([red, green, blue], axis=-1)
+    sector = sector.astype(np.int8) % 6  # h in [0, 1], so 0..6 before the modulo
+    out = np.empty(hsv.shape, hsv.dtype)
+    for k, options in enumerate(((v, q, p, p, t, v), (t, v, v, q, p, p), (p, p, t, v, v, q))):
+        out[..., k] = np.choose(sector, options)
+    return out
 
 
 @functools.lru_cache(maxsize=32)
@@ -393,7 +406,8 @@ def _defocus_blur(x: np.ndarray, p: tuple[float, float], rngs: _ImageRngs) -> np
     return _to255(_correlate(_unit(x), _disk(*p), "mirror"))
 
 
-@_register("glass_blur", ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2)))
+# its sweep is a Python loop over positions, vectorised over the batch: larger batches amortise it
+@_register("glass_blur", ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2)), batch=250)
 def _glass_blur(x: np.ndarray, p: tuple[float, int, int], rngs: _ImageRngs) -> np.ndarray:
     """Gaussian blur (sigma px), to uint8, local pixel shuffling, Gaussian blur again.
 
@@ -412,7 +426,7 @@ def _glass_blur(x: np.ndarray, p: tuple[float, int, int], rngs: _ImageRngs) -> n
     return _to255(_gaussian(_unit(img), sigma))
 
 
-@_register("motion_blur", ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5)))
+@_register("motion_blur", ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5)), batch=25)
 def _motion_blur_op(x: np.ndarray, p: tuple[float, float], rngs: _ImageRngs) -> np.ndarray:
     """ImageMagick motion blur (radius px, sigma px) at an angle uniform in [-45, 45] degrees."""
     angles = rngs.draw(lambda g: g.uniform(-45, 45))
@@ -732,10 +746,46 @@ def corrupt(
     if len(images) == 0:
         return images.copy()
     spec = CORRUPTIONS[name]
+    if len(images) > spec.batch:  # same pixels: every image draws from its own generator
+        parts = range(0, len(images), spec.batch)
+        return np.concatenate(
+            [
+                corrupt(images[a : a + spec.batch], name, severity, seed, index[a : a + spec.batch])
+                for a in parts
+            ]
+        )
     out = spec.apply(images, spec.params[severity - 1], _ImageRngs(int(seed), name, severity, index))
     if out.dtype == np.uint8:
         return out
     return np.clip(out, 0, 255).astype(np.uint8)  # truncation, like the original's np.uint8(...)
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, not the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+_SHARED: dict[str, np.ndarray] = {}  # in a worker process: the images of the set being generated
+
+
+def _worker_start(images: np.ndarray) -> None:
+    cv2.setNumThreads(1)  # one process per core: OpenCV's own threads would only oversubscribe
+    _SHARED["images"] = images  # sent once per worker; each job then names only its slice
+
+
+def _corrupt_chunk(name: str, severity: int, seed: int, start: int, stop: int) -> np.ndarray:
+    return corrupt(_SHARED["images"][start:stop], name, severity, seed, range(start, stop))
+
+
+def _ordered(pool: Executor, calls: Iterable[tuple[Any, ...]], window: int) -> Iterator[np.ndarray]:
+    """Results of ``pool.submit(*call)`` in call order, at most ``window`` calls in flight (bounds memory)."""
+    calls = iter(calls)
+    pending = deque(pool.submit(*call) for call in itertools.islice(calls, window))
+    while pending:
+        result = pending.popleft().result()
+        for call in itertools.islice(calls, 1):
+            pending.append(pool.submit(*call))
+        yield result
 
 
 def iter_corruptions(
@@ -745,22 +795,48 @@ def iter_corruptions(
     seed: int = 0,
     chunk: int = CHUNK,
     on_progress: Callable[[int], None] | None = None,
+    workers: int = 1,
 ) -> Iterator[tuple[str, np.ndarray]]:
     """Yield ``(name, uint8 (len(severities), n, 32, 32, 3))`` one corruption at a time.
 
     Works through ``chunk`` images per call (memory stays small) and calls ``on_progress(k)`` after
-    every ``k`` images corrupted at one severity (for a progress bar: total = names x severities x n)."""
+    every ``k`` images corrupted at one severity (for a progress bar: total = names x severities x n).
+    ``workers > 1`` spreads the chunks over that many processes; every image draws from its own seeded
+    generator, so the pixels are the same for any ``workers``."""
     images = _check_images(images)
     names, levels = _check_names(corruptions), _check_severities(severities)
-    for name in names:
-        out = np.empty((len(levels), *images.shape), dtype=np.uint8)
-        for s, severity in enumerate(levels):
-            for start in range(0, len(images), chunk):
-                stop = min(start + chunk, len(images))
-                out[s, start:stop] = corrupt(images[start:stop], name, severity, seed, range(start, stop))
+    if int(workers) < 1:
+        raise ConfigError(f"workers must be at least 1, got {workers}")
+    calls = [
+        (name, severity, seed, start, min(start + chunk, len(images)))
+        for name in names
+        for severity in levels
+        for start in range(0, len(images), chunk)
+    ]
+    with contextlib.ExitStack() as stack:
+        if int(workers) == 1 or len(calls) <= 1:
+            results: Iterator[np.ndarray] = (
+                corrupt(images[a:b], name, severity, seed, range(a, b))
+                for name, severity, seed, a, b in calls
+            )
+        else:  # spawn: safe after torch or a CUDA context exists in the parent (as under ``bench``)
+            pool = ProcessPoolExecutor(
+                min(int(workers), len(calls)),
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_start,
+                initargs=(images,),
+            )
+            stack.enter_context(pool)
+            results = _ordered(pool, ((_corrupt_chunk, *call) for call in calls), window=4 * int(workers))
+        chunks = len(range(0, len(images), chunk))
+        for name in names:
+            out = np.empty((len(levels), *images.shape), dtype=np.uint8)
+            for k, part in enumerate(itertools.islice(results, len(levels) * chunks)):
+                s, c = divmod(k, chunks)
+                out[s, c * chunk : c * chunk + len(part)] = part
                 if on_progress is not None:
-                    on_progress(stop - start)
-        yield name, out
+                    on_progress(len(part))
+            yield name, out
 
 
 def generate_corruption_set(
@@ -770,6 +846,7 @@ def generate_corruption_set(
     severities: Iterable[int] = SEVERITIES,
     seed: int = 0,
     on_progress: Callable[[int], None] | None = None,
+    workers: int = 1,
 ) -> CorruptionSet:
     """Corrupt a clean test set in memory: a :class:`CorruptionSet` with every requested corruption.
 
@@ -779,7 +856,9 @@ def generate_corruption_set(
     if labels.shape != (len(images),):
         raise DataError(f"need one label per image: {len(images)} images, labels of shape {labels.shape}")
     levels = _check_severities(severities)
-    generated = dict(iter_corruptions(images, corruptions, levels, seed, on_progress=on_progress))
+    generated = dict(
+        iter_corruptions(images, corruptions, levels, seed, on_progress=on_progress, workers=workers)
+    )
     return CorruptionSet(generated, labels, levels)
 
 
@@ -791,12 +870,14 @@ def write_corruption_set(
     severities: Iterable[int] = SEVERITIES,
     seed: int = 0,
     on_progress: Callable[[int], None] | None = None,
+    workers: int = 1,
 ) -> list[str]:
     """Generate corruptions into ``out_dir`` in the official layout, one ``.npy`` at a time.
 
     Files already there from the same settings (``meta.json`` agrees: seed, severities, image count and
     the frost texture source, ``"photographs"`` or ``"procedural"``) are kept, so an interrupted run
-    resumes and generation happens once. Returns the names written now. Reading it back:
+    resumes and generation happens once. ``workers`` processes share the work (same pixels for any
+    count). Returns the names written now. Reading it back:
     :func:`flatnas_bench.robustness.load_cifar_c`."""
     images = _check_images(images)
     labels = np.asarray(labels, dtype=np.int64)
@@ -824,7 +905,7 @@ def write_corruption_set(
     if not todo:
         return []
     written = []
-    for name, array in iter_corruptions(images, todo, levels, seed, on_progress=on_progress):
+    for name, array in iter_corruptions(images, todo, levels, seed, on_progress=on_progress, workers=workers):
         save_corruption(out, name, array)
         written.append(name)
     return written

@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from flatnas_bench import corruption_textures as T
 from flatnas_bench import corruptions as C
 from flatnas_bench.corruption_textures import frost_texture, frost_textures
+from flatnas_bench.data import load_images
 from flatnas_bench.errors import ConfigError, DataError
 from flatnas_bench.robustness import load_cifar_c, read_meta
 
@@ -173,6 +174,20 @@ def test_iter_corruptions_chunks_do_not_change_results() -> None:
     ((_, one_chunk),) = C.iter_corruptions(x, ["snow"], (2, 5), seed=3, chunk=100)
     assert small_chunks.shape == (2, 5, 32, 32, 3)
     assert np.array_equal(small_chunks, one_chunk)
+
+
+def test_worker_processes_give_the_serial_pixels_in_order() -> None:
+    x = smooth_images(7)
+    names, levels = ["snow", "frost", "glass_blur"], (1, 4)
+    serial = dict(C.iter_corruptions(x, names, levels, seed=5, chunk=3))
+    seen: list[int] = []
+    parallel = list(C.iter_corruptions(x, names, levels, seed=5, chunk=3, on_progress=seen.append, workers=2))
+    assert [name for name, _ in parallel] == names
+    for name, out in parallel:
+        assert np.array_equal(out, serial[name]), name
+    assert sum(seen) == len(names) * len(levels) * len(x) and max(seen) == 3
+    with pytest.raises(ConfigError, match="workers"):
+        next(C.iter_corruptions(x, names, levels, workers=0))
 
 
 def test_bad_inputs_raise_one_line_errors() -> None:
@@ -459,6 +474,16 @@ def test_cli_corrupt_and_grid(image_folder, tmp_path) -> None:
     assert result.exit_code == 0, result.output
     cset = load_cifar_c(out)
     assert cset.names == ("fog", "pixelate") and len(cset) == 4 and cset.severities == (1, 2)
+    x = load_images(image_folder, "cifar10").test.x[:4]
+    assert np.array_equal(cset.images["fog"][1], C.corrupt(x, "fog", 2, seed=1))
+    two = tmp_path / "c2"
+    args2 = ["corrupt", "--data", str(image_folder), "--out", str(two), "--severities", "1,2", "--seed", "1"]
+    result = runner.invoke(app, [*args2, "--corruptions", "fog,pixelate", "--subset", "4", "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    for name in ("fog", "pixelate"):
+        assert (two / f"{name}.npy").read_bytes() == (out / f"{name}.npy").read_bytes()
+    result = runner.invoke(app, [*args2, "--workers", "0"])
+    assert result.exit_code == 2 and "--workers must be at least 1" in result.output
     result = runner.invoke(app, [*args, "--corruptions", "fog,rain"])
     assert result.exit_code == 2 and "unknown corruption" in result.output
     png = tmp_path / "grid.png"
