@@ -4,8 +4,8 @@ R(sigma, M) = (1/M) sum_m |A(w) - A(w + sigma * w * eps_m)|, eps_m ~ N(0, I) ove
 linear weights, biases, BN gamma and beta), A = top-1 accuracy in % on the validation split, network in
 eval mode, BN running statistics neither perturbed nor recalibrated. Smaller R = flatter. The noise comes
 from a CPU ``torch.Generator`` seeded by ``seed`` (same weights and seed give the same R bit for bit on
-CPU, and the same noise on every device); weights are perturbed in place from one saved flat copy and
-restored exactly with ``copy_`` afterwards.
+CPU, and the same noise on every device; on CUDA it reaches the GPU through pinned buffers without
+blocking); weights are perturbed in place from one saved flat copy and restored exactly afterwards.
 
 >>> f = flatness(model, data.normalize(data.val_x), data.val_y, sigma=0.05, draws=20, seed=0)
 >>> f.r, f.loss_sharpness  # doctest: +SKIP
@@ -17,7 +17,7 @@ array([10., 20.])
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,24 +92,49 @@ def perturbation_outcomes(
     correct0, loss0 = predict(model, x, y, batch_size, precision)
     correct, losses = [], []
     try:
-        for _ in range(draws):
-            eps = torch.randn(flat.numel(), generator=generator).to(flat.device)
-            noisy = flat + sigma * flat * eps
-            for p, chunk in zip(params, noisy.split(sizes), strict=True):
-                p.copy_(chunk.view(p.shape))
+        for eps in _noise(generator, flat.numel(), draws, flat.device):
+            _load(params, (flat + sigma * flat * eps).split(sizes))
             c, loss = predict(model, x, y, batch_size, precision)
-            correct.append(c.cpu())
-            losses.append(loss.cpu())
+            correct.append(c)  # kept on the device until the end: no synchronisation per draw
+            losses.append(loss)
     finally:
-        for p, chunk in zip(params, flat.split(sizes), strict=True):
-            p.copy_(chunk.view(p.shape))
+        _load(params, flat.split(sizes))
     n = len(y)
     return PerturbationOutcomes(
         correct0.cpu(),
         loss0.cpu(),
-        torch.stack(correct) if draws else torch.zeros(0, n, dtype=torch.bool),
-        torch.stack(losses) if draws else torch.zeros(0, n),
+        torch.stack(correct).cpu() if draws else torch.zeros(0, n, dtype=torch.bool),
+        torch.stack(losses).cpu() if draws else torch.zeros(0, n),
     )
+
+
+def _load(params: list[nn.Parameter], values: Sequence[torch.Tensor]) -> None:
+    """Copy flat ``values`` into ``params`` in place, one fused call."""
+    torch._foreach_copy_(params, [v.view(p.shape) for p, v in zip(params, values, strict=True)])
+
+
+def _noise(
+    generator: torch.Generator, numel: int, draws: int, device: torch.device
+) -> Iterator[torch.Tensor]:
+    """The ``draws`` noise vectors eps ~ N(0, I), drawn on the CPU from ``generator`` (the same numbers on
+    every device), on ``device``. On CUDA they go through two pinned buffers by non-blocking copies: the
+    next draw is generated while the GPU still evaluates this one, and a buffer is reused only once its
+    copy has finished."""
+    if device.type != "cuda":
+        for _ in range(draws):
+            yield torch.randn(numel, generator=generator)
+        return
+    buffers = [torch.empty(numel, pin_memory=True) for _ in range(2)]
+    copied: list[torch.cuda.Event | None] = [None, None]
+    for k in range(draws):
+        slot = k % 2
+        if copied[slot] is not None:
+            copied[slot].synchronize()
+        torch.randn(numel, generator=generator, out=buffers[slot])
+        eps = buffers[slot].to(device, non_blocking=True)
+        copied[slot] = torch.cuda.Event()
+        copied[slot].record()
+        yield eps
 
 
 def flatness(
