@@ -27,6 +27,7 @@ from flatnas_bench.corruptions import write_corruption_set
 from flatnas_bench.data import load_images
 from flatnas_bench.errors import ConfigError
 from flatnas_bench.results import RESULT_COLUMNS
+from flatnas_bench.space import sample_archs
 from flatnas_bench.store import ResultStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -306,3 +307,54 @@ def test_workers_per_gpu_sets_the_workers_of_each_gpu(env, tmp_path, monkeypatch
     assert "stopped before training" in invoke(*argv).output
     executor = built["executor"]
     assert executor.slots == 6 and executor.devices == ["cuda:0", "cuda:1"] * 3
+
+
+@pytest.fixture
+def two_protocol_table(tmp_path) -> tuple[Path, dict[str, dict[str, float]]]:
+    """A table of two protocols with known val_acc per arch: {protocol hash: {arch: val_acc}}."""
+    table, known = tmp_path / "two.sqlite", {}
+    with ResultStore(table) as store:
+        for protocol, accs in (
+            (tiny_protocol(), (55.0, 70.0, 40.0, 65.0, 60.0)),
+            (tiny_protocol(epochs=1), (30.0, 20.0)),
+        ):
+            store.add_protocol(protocol)
+            archs = [str(a) for a in sample_archs(len(accs), seed=len(accs), unique=True)]
+            known[protocol.hash] = dict(zip(archs, accs, strict=True))
+            for arch, acc in known[protocol.hash].items():
+                store.add(
+                    {
+                        "arch": arch,
+                        "protocol": protocol.name,
+                        "protocol_hash": protocol.hash,
+                        "seed": 0,
+                        "val_acc": acc,
+                    }
+                )
+    return table, known
+
+
+def test_table_show_filters_sorts_and_limits(two_protocol_table):
+    table, known = two_protocol_table
+    first, second = list(known)
+    shown = invoke("table", "show", str(table), "--protocol", first[:6], "--sort", "val_acc", "--limit", "3")
+    assert shown.exit_code == 0, shown.output
+    header, *rows = shown.output.splitlines()[3:]
+    assert header.split()[:3] == ["arch", "seed", "val_acc"] and "protocol" not in header
+    want = sorted(known[first].items(), key=lambda kv: -kv[1])[:3]
+    assert [(r.split()[0], float(r.split()[2])) for r in rows] == want
+    everything = invoke("table", "show", str(table)).output.splitlines()[3:]
+    assert everything[0].split()[:2] == ["arch", "protocol"] and len(everything) == 1 + 7
+    only_second = invoke("table", "show", str(table), "--protocol", second[:6]).output.splitlines()[3:]
+    assert {r.split()[0] for r in only_second[1:]} == set(known[second])
+
+
+@pytest.mark.parametrize("name", ["out.csv", "out.parquet"])
+def test_table_export_of_one_protocol(two_protocol_table, tmp_path, name):
+    table, known = two_protocol_table
+    second = list(known)[1]
+    exported = invoke("table", "export", str(table), str(tmp_path / name), "--protocol", second)
+    assert exported.exit_code == 0 and "wrote 2 rows" in exported.output, exported.output
+    frame = pd.read_csv(tmp_path / name) if name.endswith(".csv") else pd.read_parquet(tmp_path / name)
+    assert dict(zip(frame["arch"], frame["val_acc"], strict=True)) == known[second]
+    assert set(frame["protocol_hash"]) == {second}
