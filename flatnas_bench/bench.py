@@ -107,14 +107,21 @@ def run_protocol(protocol: Protocol, device: str | None = None, precision: str |
     else bf16 autocast on CUDA for a protocol that says fp32 (every preset does), unchanged on CPU (where
     bf16 is refused). The hash follows, so GPU bf16 rows never share a key with bit-exact CPU rows.
 
+    bf16 off CUDA is a :class:`ConfigError` here, before anything runs: raised in the workers instead, it
+    would be stored as every candidate's failed row (and those rows skipped on the next run).
+
     >>> proxy = get_protocol("proxy")
     >>> run_protocol(proxy, "cuda").precision, run_protocol(proxy, "cpu").precision
     ('bf16', 'fp32')
     """
-    if precision is not None:
-        return protocol.replace(precision=precision)
     on_cuda = (device or default_device()).startswith("cuda")
-    return protocol.replace(precision="bf16") if on_cuda and protocol.precision == "fp32" else protocol
+    if precision is not None:
+        protocol = protocol.replace(precision=precision)
+    elif on_cuda and protocol.precision == "fp32":
+        protocol = protocol.replace(precision="bf16")
+    if protocol.precision == "bf16" and not on_cuda:
+        raise ConfigError(f"precision 'bf16' needs a CUDA device (got {device or 'cpu'}); use fp32 on CPU")
+    return protocol
 
 
 def _coerce(key: str, value: Any, current: Any) -> Any:

@@ -160,6 +160,11 @@ def test_cuda_runs_default_to_bf16_under_their_own_hash():
     assert on_gpu.precision == "bf16" and on_gpu.hash != proxy.hash
     assert run_protocol(proxy, "cuda", precision="fp32").hash == proxy.hash  # asked for: kept
     assert run_protocol(proxy.replace(precision="bf16"), "cuda") == proxy.replace(precision="bf16")
+    # refused at once: raised in a worker it would be stored as the candidate's failed row
+    with pytest.raises(ConfigError, match="precision 'bf16' needs a CUDA device"):
+        run_protocol(proxy, "cpu", precision="bf16")
+    with pytest.raises(ConfigError, match="precision 'bf16' needs a CUDA device"):
+        run_protocol(proxy.replace(precision="bf16"), "cpu")
 
 
 def test_the_row_says_how_cuda_computed():

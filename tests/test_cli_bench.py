@@ -3,6 +3,7 @@ subprocess that is SIGKILLed mid-run and resumed without losing or duplicating a
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -15,11 +16,18 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from helpers import TINY_SETTINGS, make_imagefolder
+from helpers import CONV, SKIP, SKIP_TWIN, TINY_SETTINGS, make_imagefolder, tiny_protocol
 from typer.testing import CliRunner
 
+import cli.bench
+import flatnas_bench.executors
+import flatnas_bench.train
 from cli.main import app
+from flatnas_bench.corruptions import write_corruption_set
+from flatnas_bench.data import load_images
+from flatnas_bench.errors import ConfigError
 from flatnas_bench.results import RESULT_COLUMNS
+from flatnas_bench.space import sample_archs
 from flatnas_bench.store import ResultStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,17 +50,24 @@ def _restore_threads() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-def bench_args(data: Path, table: Path, *extra: str) -> list[str]:
-    """``bench`` on the tiny dataset and protocol, serial with one thread: deterministic and quick."""
+def bench_args(
+    data: Path,
+    table: Path,
+    *extra: str,
+    archs: tuple[str, str] = ("--archs", str(N_ARCHS)),
+    executor="serial",
+) -> list[str]:
+    """``bench`` on the tiny dataset and protocol, serial with one thread: deterministic and quick. ``archs``
+    is ``("--archs", N)`` or ``("--arch-file", F)``; options in ``extra`` come last and win."""
     sets = [arg for setting in TINY_SETTINGS for arg in ("--set", setting)]
-    source = ["--data", str(data), "--protocol", "proxy", *sets, "--archs", str(N_ARCHS)]
+    source = ["--data", str(data), "--protocol", "proxy", *sets, *archs]
     return [
         "bench",
         *source,
         "--table",
         str(table),
         "--executor",
-        "serial",
+        executor,
         "--threads",
         "1",
         "--no-progress",
@@ -197,3 +212,149 @@ def test_a_redirected_bench_logs_a_line_at_once_and_one_per_candidate(env, tmp_p
     print(f"first progress line after {first:.1f} s")
     assert sum(line.split(" ", 2)[1] == "done" for line in text.splitlines() if " " in line) == 3
     assert "3/3 done, 0 failed" in text and text.rstrip().endswith("s)")
+
+
+def write_arch_file(path: Path, *archs) -> Path:
+    path.write_text("".join(f"{a}\n" for a in archs))
+    return path
+
+
+def test_bench_options_reach_the_rows(env, tmp_path, monkeypatch):
+    """``--arch-file`` (an isomorph pair counts once), ``--seeds``, ``--set``, ``--corruptions DIR``,
+    ``--threads``, ``--device``, ``--precision`` and ``--deterministic`` each show in what is stored."""
+    test = load_images(env["data"], "cifar10").test
+    corruptions = tmp_path / "cifar-c"
+    write_corruption_set(test.x[:4], test.y[:4], corruptions, ["fog", "contrast"], [1, 2], seed=0)
+    numerics = []
+    real = flatnas_bench.train.configure_numerics
+    record = lambda device, deterministic=False: numerics.append((device, deterministic)) or real(device)  # noqa: E731
+    monkeypatch.setattr(flatnas_bench.train, "configure_numerics", record)
+    table = tmp_path / "t.sqlite"
+    archs = ("--arch-file", str(write_arch_file(tmp_path / "archs.txt", SKIP, SKIP_TWIN)))
+    extra = ["--seeds", "0,1", "--set", "epochs=1", "--set", "corruption_subset=4", "--threads", "2"]
+    extra += ["--corruptions", str(corruptions), "--device", "cpu", "--precision", "fp32", "--deterministic"]
+    result = invoke(*bench_args(env["data"], table, *extra, archs=archs))
+    assert result.exit_code == 0, result.output
+    assert (
+        "2 done, 0 failed, 0 already in" in result.output
+        and "1 isomorphic duplicates dropped" in result.output
+    )
+    protocol = tiny_protocol(epochs=1, corruption_subset=4)
+    assert protocol.hash != tiny_protocol().hash and f"protocol proxy {protocol.hash}" in result.output
+    with ResultStore(table, readonly=True) as store:
+        frame = store.to_frame()
+        (card,) = store.protocols()["card"]
+    assert (card["epochs"], card["corruption_subset"], card["precision"]) == (1, 4, "fp32")
+    assert (frame["protocol_hash"] == protocol.hash).all() and frame["error"].isna().all()
+    assert list(zip(frame["arch"], frame["seed"], strict=True)) == [
+        (str(SKIP.canonical()), 0),
+        (str(SKIP.canonical()), 1),
+    ]
+    by_seed = frame.set_index(["arch", "seed"]).sort_index()
+    assert (by_seed.xs(0, level="seed")["train_loss"] != by_seed.xs(1, level="seed")["train_loss"]).all()
+    assert set(frame["device"]) == {"cpu (2 threads)"}
+    assert {json.dumps(sorted(json.loads(c))) for c in frame["corr_per"]} == {json.dumps(["contrast", "fog"])}
+    assert frame["corr_acc_mean"].notna().all()
+    assert numerics == [("cpu", True)]  # the run's workers were asked for deterministic numerics
+
+
+def test_retry_failed_evaluates_failed_rows_again_on_the_local_executor(env, tmp_path):
+    table = tmp_path / "t.sqlite"
+    protocol = tiny_protocol()
+    with ResultStore(table) as store:
+        store.add_protocol(protocol)
+        key = {"arch": CONV, "protocol": protocol.name, "protocol_hash": protocol.hash, "seed": 0}
+        store.add({**key, "error": "diverged: loss nan at epoch 1"})
+    archs = ("--arch-file", str(write_arch_file(tmp_path / "archs.txt", CONV)))
+    skipped = invoke(*bench_args(env["data"], table, archs=archs))
+    assert "0 done, 0 failed, 1 already in" in skipped.output, skipped.output
+    retried = invoke(
+        *bench_args(env["data"], table, "--retry-failed", "--workers", "1", archs=archs, executor="local")
+    )
+    assert retried.exit_code == 0, retried.output
+    assert "1 done, 0 failed, 0 already in" in retried.output and "; local x1;" in retried.output
+    with ResultStore(table, readonly=True) as store:
+        frame = store.to_frame()
+    assert len(frame) == 1 and frame["error"].isna().all() and frame["val_acc"].notna().all()
+    assert frame["device"].iloc[0] == "cpu (1 thread)"  # the worker process kept --threads 1
+
+
+def test_bf16_on_cpu_is_refused_before_any_row_is_written(env, tmp_path):
+    table = tmp_path / "t.sqlite"
+    for extra in (["--precision", "bf16"], ["--set", "precision=bf16"]):
+        result = invoke(*bench_args(env["data"], table, "--device", "cpu", *extra))
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith("error: precision 'bf16' needs a CUDA device (got cpu)")
+        assert len(result.output.strip().splitlines()) == 1
+    assert committed_rows(table) == 0
+
+
+def test_workers_per_gpu_sets_the_workers_of_each_gpu(env, tmp_path, monkeypatch):
+    """Without a GPU here: the executor the CLI builds, on two pretend GPUs."""
+    built = {}
+
+    def fake_run_bench(archs, protocol, table, data, executor, **options):
+        built["executor"] = flatnas_bench.executors.get_executor(
+            executor, **{k: options[k] for k in ("device", "threads", "workers", "workers_per_gpu")}
+        )
+        raise ConfigError("stopped before training")
+
+    monkeypatch.setattr(cli.bench, "run_bench", fake_run_bench)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    argv = bench_args(
+        env["data"], tmp_path / "t.sqlite", "--device", "cuda", "--workers-per-gpu", "3", executor="local"
+    )
+    assert "stopped before training" in invoke(*argv).output
+    executor = built["executor"]
+    assert executor.slots == 6 and executor.devices == ["cuda:0", "cuda:1"] * 3
+
+
+@pytest.fixture
+def two_protocol_table(tmp_path) -> tuple[Path, dict[str, dict[str, float]]]:
+    """A table of two protocols with known val_acc per arch: {protocol hash: {arch: val_acc}}."""
+    table, known = tmp_path / "two.sqlite", {}
+    with ResultStore(table) as store:
+        for protocol, accs in (
+            (tiny_protocol(), (55.0, 70.0, 40.0, 65.0, 60.0)),
+            (tiny_protocol(epochs=1), (30.0, 20.0)),
+        ):
+            store.add_protocol(protocol)
+            archs = [str(a) for a in sample_archs(len(accs), seed=len(accs), unique=True)]
+            known[protocol.hash] = dict(zip(archs, accs, strict=True))
+            for arch, acc in known[protocol.hash].items():
+                store.add(
+                    {
+                        "arch": arch,
+                        "protocol": protocol.name,
+                        "protocol_hash": protocol.hash,
+                        "seed": 0,
+                        "val_acc": acc,
+                    }
+                )
+    return table, known
+
+
+def test_table_show_filters_sorts_and_limits(two_protocol_table):
+    table, known = two_protocol_table
+    first, second = list(known)
+    shown = invoke("table", "show", str(table), "--protocol", first[:6], "--sort", "val_acc", "--limit", "3")
+    assert shown.exit_code == 0, shown.output
+    header, *rows = shown.output.splitlines()[3:]
+    assert header.split()[:3] == ["arch", "seed", "val_acc"] and "protocol" not in header
+    want = sorted(known[first].items(), key=lambda kv: -kv[1])[:3]
+    assert [(r.split()[0], float(r.split()[2])) for r in rows] == want
+    everything = invoke("table", "show", str(table)).output.splitlines()[3:]
+    assert everything[0].split()[:2] == ["arch", "protocol"] and len(everything) == 1 + 7
+    only_second = invoke("table", "show", str(table), "--protocol", second[:6]).output.splitlines()[3:]
+    assert {r.split()[0] for r in only_second[1:]} == set(known[second])
+
+
+@pytest.mark.parametrize("name", ["out.csv", "out.parquet"])
+def test_table_export_of_one_protocol(two_protocol_table, tmp_path, name):
+    table, known = two_protocol_table
+    second = list(known)[1]
+    exported = invoke("table", "export", str(table), str(tmp_path / name), "--protocol", second)
+    assert exported.exit_code == 0 and "wrote 2 rows" in exported.output, exported.output
+    frame = pd.read_csv(tmp_path / name) if name.endswith(".csv") else pd.read_parquet(tmp_path / name)
+    assert dict(zip(frame["arch"], frame["val_acc"], strict=True)) == known[second]
+    assert set(frame["protocol_hash"]) == {second}

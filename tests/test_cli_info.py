@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from cli import info as info_module
 from cli.main import app
+from flatnas_bench.costs import arch_costs
 
 INDEX0 = "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|"
 INDEX0_CANONICAL = (
@@ -51,6 +52,8 @@ def test_json_output_and_size_options() -> None:
     assert "nb201_index" not in data
     default = json.loads(info(INDEX0, "--json").stdout)
     assert (default["params_m"], default["flops_m"]) == (0.129306, 15.64737)
+    small = arch_costs(INDEX0, C=8, N=1, num_classes=120, resolution=16)
+    assert (data["params_m"], data["flops_m"]) == (small.params_m, small.flops_m) != (0.129306, 15.64737)
 
 
 @pytest.mark.parametrize(

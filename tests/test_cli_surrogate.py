@@ -14,8 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from flatnas_bench.costs import cost_arrays
+from flatnas_bench.costs import arch_costs, cost_arrays
 from flatnas_bench.space import iso_class, sample_archs
+from surrogates import load_surrogate
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|none~0|nor_conv_3x3~1|avg_pool_3x3~2|"
@@ -202,3 +203,97 @@ def test_fit_and_query_on_our_sqlite_table(tmp_path: Path) -> None:
     assert "protocol nb201" in meta["source"]["description"] and meta["source"]["n_rows"] == 20
     rows = json.loads(runner.invoke(app, ["query", ARCH, "--json", "--surrogate", str(out)]).stdout)
     assert np.isfinite(rows[0]["cifar10_val_acc_nb201"]) and rows[0]["cifar10_flatness_r_nb201_std"] >= 0
+
+
+def fit_args(table: Path, out: Path, *extra: str) -> list[str]:
+    """A quick fit of val_acc: no CV, 2 members."""
+    return ["fit-surrogate", "--table", str(table), "--targets", "val_acc", "--out", str(out), "--folds", "0",
+            "--models", "2", *extra]  # fmt: skip
+
+
+def test_fit_options_reach_the_models(small_csv: Path, tmp_path: Path) -> None:
+    """``--param`` sets the boosters' size, ``--bootstrap`` resamples each member's rows (other
+    predictions), ``--seed`` seeds them (same seed: same model, another seed: another)."""
+    archs = [str(a) for a in sample_archs(20, 3)]
+    predictions = {}
+    for name, extra in (
+        ("bagged", ["--bootstrap", "--seed", "3"]),
+        ("again", ["--bootstrap", "--seed", "3"]),
+        ("other seed", ["--bootstrap", "--seed", "4"]),
+        ("plain", ["--seed", "3"]),
+    ):
+        out = tmp_path / name.replace(" ", "_")
+        result = runner.invoke(
+            app, fit_args(small_csv, out, "--param", "n_estimators=7", "--param", "max_depth=2", *extra)
+        )
+        assert result.exit_code == 0, result.output
+        model = load_surrogate(out)
+        hyper = model.meta["hyperparameters"]
+        assert (hyper["n_estimators"], hyper["max_depth"], hyper["bootstrap"]) == (
+            7,
+            2,
+            "--bootstrap" in extra,
+        )
+        assert model.meta["seed"] == int(extra[-1])
+        assert [b.num_boosted_rounds() for b in model.models["val_acc"].boosters] == [7, 7]
+        predictions[name] = model.predict(archs)[["val_acc", "val_acc_std"]].to_numpy()
+    assert np.array_equal(predictions["bagged"], predictions["again"])
+    assert not np.allclose(predictions["bagged"], predictions["other seed"])
+    assert not np.allclose(predictions["bagged"], predictions["plain"])
+
+
+def test_fit_with_zero_cost_features(small_csv: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("FLATNAS_CACHE", str(tmp_path / "cache"))
+    few = tmp_path / "few.csv"
+    pd.read_csv(small_csv).head(4).to_csv(few, index=False)
+    out = tmp_path / "zc"
+    result = runner.invoke(
+        app, fit_args(few, out, "--zero-cost", "--models", "1", "--param", "n_estimators=5")
+    )
+    assert result.exit_code == 0, result.output
+    model = load_surrogate(out)
+    assert model.meta["zero_cost"] is True
+    names = model.meta["feature_names"]
+    assert all(any(proxy in name for name in names) for proxy in ("synflow", "jacob_cov", "snip"))
+    assert len(json.loads((out / "zero_cost.json").read_text())) >= 4  # the scores travel with the model
+    plain = tmp_path / "plain"
+    assert (
+        runner.invoke(app, fit_args(few, plain, "--models", "1", "--param", "n_estimators=5")).exit_code == 0
+    )
+    assert set(names) - set(load_surrogate(plain).meta["feature_names"]) != set()
+
+
+def test_query_prints_the_api_predictions_and_exact_costs(model_dir: Path, tmp_path: Path) -> None:
+    archs = [str(a) for a in sample_archs(4, 5)]
+    expected = load_surrogate(model_dir).predict(archs)
+    rows = json.loads(runner.invoke(app, ["query", *archs, "--json", "--surrogate", str(model_dir)]).stdout)
+    assert [r["arch"] for r in rows] == archs
+    for row, (_, want), arch in zip(rows, expected.iterrows(), archs, strict=True):
+        for column in ("val_acc", "val_acc_std", "flatness_r", "flatness_r_std"):
+            assert row[column] == pytest.approx(want[column], rel=1e-12)
+        costs = arch_costs(arch)
+        assert (row["params_m"], row["flops_m"]) == (costs.params_m, costs.flops_m)
+    arch_file = tmp_path / "archs.txt"
+    arch_file.write_text("\n".join(archs) + "\n")
+    from_file = runner.invoke(
+        app,
+        [
+            "query",
+            "--file",
+            str(arch_file),
+            "--json",
+            "--surrogate",
+            str(model_dir),
+            "--targets",
+            "flatness_r",
+        ],
+    )
+    only = json.loads(from_file.stdout)
+    assert [r["arch"] for r in only] == archs and "val_acc" not in only[0]
+    assert [r["flatness_r"] for r in only] == [r["flatness_r"] for r in rows]
+    shown = runner.invoke(app, ["query", *archs, "--surrogate", str(model_dir)], terminal_width=300).stdout
+    for (_, want), arch in zip(expected.iterrows(), archs, strict=True):
+        costs = arch_costs(arch)
+        cells = [f"{want[t]:.3f} ± {want[t + '_std']:.3f}" for t in ("val_acc", "flatness_r")]
+        cells += [f"{costs.params_m:.6f}", f"{costs.flops_m:.5f}"]
+        assert all(cell in shown for cell in cells), (cells, shown)

@@ -502,4 +502,8 @@ def test_cli_corrupt_and_grid(image_folder, tmp_path) -> None:
         ],
     )
     assert result.exit_code == 0, result.output
-    assert png.is_file()
+    test_x = load_images(image_folder, "cifar10").test.x
+    direct = C.save_corruption_grid(tmp_path / "direct.png", test_x[1], ["snow"], [1, 2, 3, 4, 5], index=1)
+    assert png.read_bytes() == direct.read_bytes()  # --index 1: the second test image
+    other = C.save_corruption_grid(tmp_path / "first.png", test_x[0], ["snow"], [1, 2, 3, 4, 5], index=0)
+    assert other.read_bytes() != png.read_bytes()

@@ -7,11 +7,13 @@ import pandas as pd
 import pytest
 from helpers import linear_fit
 
+from flatnas_bench.encodings import live_route_counts
 from flatnas_bench.errors import ConfigError, TableError
 from flatnas_bench.loop import LoopConfig, TableOracle, needed_targets, run_loop, spread_picks
 from flatnas_bench.objectives import Objective
 from flatnas_bench.search import SearchConfig, exhaustive
 from flatnas_bench.space import Arch, canonical_archs
+from flatnas_bench.table_readers import load_table
 
 SEARCH = SearchConfig(pop_size=20, n_gen=8)
 
@@ -134,17 +136,75 @@ def test_cli_loop_with_an_oracle_csv(oracle_table, tmp_path):
 
     csv = tmp_path / "oracle.csv"
     oracle_table.to_csv(csv, index=False)
-    args = ["loop", "--oracle", str(csv), "-o", "acc", "-o", "params", "--budget", "15", "--n-init", "10"]
-    args += ["-k", "5", "--max-params", "1.0", "--out", str(tmp_path / "run")]
+    args = ["loop", "--oracle", str(csv), "-o", "acc", "-o", "params", "--budget", "16", "--n-init", "10"]
+    args += ["-k", "3", "--max-params", "1.0", "--out", str(tmp_path / "run")]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "iter 1: 15 evaluated" in result.output
-    assert len(pd.read_csv(tmp_path / "run" / "archive.csv")) == 15
+    assert "iter 2: 16 evaluated" in result.output
+    assert list(pd.read_csv(tmp_path / "run" / "log.csv")["n_evaluated"]) == [10, 13, 16]
+    archive = pd.read_csv(tmp_path / "run" / "archive.csv")
+    assert len(archive) == 16 and archive["arch"].is_unique
     assert (
         pd.read_csv(tmp_path / "run" / "front.csv")["arch"].map(Arch.from_str).map(lambda a: a.is_canonical)
     ).all()
     bad = CliRunner().invoke(app, ["loop", "-o", "acc"])
     assert bad.exit_code == 2 and "choose one evaluator" in bad.output
+
+
+def test_cli_loop_allow_dead(oracle_table, tmp_path):
+    """As the API test below: dead cells score best, only ``--allow-dead`` lets the loop evaluate them."""
+    from typer.testing import CliRunner
+
+    from cli.app import app
+
+    csv = tmp_path / "oracle.csv"
+    oracle_table.assign(acc=oracle_table["arch"].str.count("none")).to_csv(csv, index=False)
+    args = ["loop", "--oracle", str(csv), "-o", "acc:max", "-o", "params", "--budget", "20", "--n-init", "10"]
+    dead = {}
+    for name, extra in (("default", []), ("allowed", ["--allow-dead"])):
+        result = CliRunner().invoke(app, [*args, "-k", "10", "--out", str(tmp_path / name), *extra])
+        assert result.exit_code == 0, result.output
+        archive = pd.read_csv(tmp_path / name / "archive.csv")
+        dead[name] = int((live_route_counts(archive["arch"]) == 0).sum())
+    assert dead["default"] == 0 and dead["allowed"] >= 1
+
+
+@pytest.mark.slow
+def test_cli_loop_with_the_engine(tmp_path, monkeypatch):
+    from helpers import TINY_SETTINGS, make_imagefolder, tiny_protocol
+    from typer.testing import CliRunner
+
+    from cli.app import app
+    from flatnas_bench.store import ResultStore
+
+    monkeypatch.setenv("FLATNAS_CACHE", str(tmp_path / "cache"))
+    data = make_imagefolder(tmp_path / "images", train_per_class=8, test_per_class=2)
+    sets = [arg for setting in [*TINY_SETTINGS, "epochs=1"] for arg in ("--set", setting)]
+    results = tmp_path / "loop.sqlite"
+    args = ["loop", "--protocol", "proxy", *sets, "--data", str(data), "--results", str(results)]
+    args += [
+        "-o",
+        "fom",
+        "-o",
+        "params",
+        "--budget",
+        "4",
+        "--n-init",
+        "3",
+        "-k",
+        "1",
+        "--out",
+        str(tmp_path / "run"),
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert list(pd.read_csv(tmp_path / "run" / "log.csv")["n_evaluated"]) == [3, 4]
+    with ResultStore(results, readonly=True) as store:
+        rows = store.to_frame()
+    assert len(rows) == 4 and set(rows["protocol_hash"]) == {tiny_protocol(epochs=1).hash}
+    assert rows["error"].isna().all() and rows["flatness_r"].notna().all()
+    front = pd.read_csv(tmp_path / "run" / "front.csv")
+    assert set(front["arch"]) <= set(rows["arch"])
 
 
 def test_fom_log_is_monotone(oracle_table):
@@ -166,3 +226,33 @@ def test_dead_cells_are_neither_sampled_nor_picked_unless_allowed(oracle_table):
         TableOracle(table), ["acc:max", "params"], config=config, fit=linear_fit, allow_dead=True
     )
     assert (live_route_counts(allowed.archive["arch"]) == 0).sum() >= 3
+
+
+def top_mean(values, n: int = 5) -> float:
+    return float(np.sort(np.asarray(values))[-n:].mean())
+
+
+def test_the_loop_beats_its_initial_sample_and_random_picks_on_nb201(nb201_csv):
+    """On NB201's real accuracies, 4 iterations of 5 picks after 40 random archs find better archs than the
+    initial sample holds and than 20 more random archs reach (expected over 200 draws). Measured with seed
+    0: picks' top-5 mean 91.26 %, initial sample's 90.55 %, random 20's 89.91 %; picks' mean 90.42 %
+    against 86.23 % for random archs. The margins asserted are somewhat below those; random picks in place
+    of spread_picks fail them."""
+    metric = "cifar10_valid_acc_200ep"
+    table = load_table(nb201_csv)
+    config = LoopConfig(budget=60, n_init=40, k=5, seed=0, search=SEARCH)
+    result = run_loop(TableOracle(table, metrics=[metric]), [f"{metric}:max"], config=config, fit=linear_fit)
+    acc = result.archive[metric].to_numpy()
+    initial, picks = acc[:40], acc[40:]
+    assert len(picks) == 20 and list(result.log["n_evaluated"]) == [40, 45, 50, 55, 60]
+
+    archs = list(canonical_archs())
+    seen = set(result.archive["arch"][:40])
+    unseen = [a for a, n in zip(archs, live_route_counts(archs), strict=True) if n > 0 and str(a) not in seen]
+    pool = table.lookup([metric], unseen, fill="class")[:, 0]
+    rng = np.random.default_rng(0)
+    draws = [rng.choice(pool, size=len(picks), replace=False) for _ in range(200)]
+    random_top = np.mean([top_mean(d) for d in draws])
+    assert top_mean(picks) > top_mean(initial) + 0.5
+    assert top_mean(picks) > random_top + 1.0
+    assert picks.mean() > pool.mean() + 3.0

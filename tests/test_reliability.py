@@ -135,6 +135,13 @@ def test_table_reliability_command_prints_and_writes_json(tmp_path) -> None:
     as_json = runner.invoke(app, ["table", "reliability", str(path), "--json", "--protocol", "proxy"])
     records = {r["metric"]: r for r in json.loads(as_json.output)}
     assert records["cifar10_flatness_r_proxy"]["kendall"] == pytest.approx(1.0)
+    val = records["cifar10_val_acc_proxy"]  # 1000 resamples by default: a real interval around the value
+    assert val["spearman_ci"][0] < val["spearman"] < val["spearman_ci"][1]
+    unbooted = runner.invoke(app, ["table", "reliability", str(path), "--json", "--boot", "0"])
+    val0 = {r["metric"]: r for r in json.loads(unbooted.output)}["cifar10_val_acc_proxy"]
+    assert val0["spearman"] == val["spearman"] and np.isnan(val0["spearman_ci"]).all()  # --boot 0: none
+    other = runner.invoke(app, ["table", "reliability", str(path), "--protocol", "nb201"])
+    assert other.exit_code == 2 and "no rows of protocol 'nb201'" in other.output
     single = tmp_path / "single.csv"
     pd.read_csv(path).query("seed == 0").to_csv(single, index=False)
     refused = runner.invoke(app, ["table", "reliability", str(single)])

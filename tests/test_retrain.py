@@ -103,3 +103,48 @@ def test_retrain_with_the_engine_on_cpu(tmp_path, monkeypatch):
     assert summary[["test_acc", "flatness_r", "corr_acc_mean"]].notna().all().all()
     assert summary["params_m"].iloc[0] < 0.01  # the proxy network's own size (C=4, N=1), from the rows
     assert (tmp_path / "report" / "retrain.png").exists() and (tmp_path / "report" / "retrain.md").exists()
+
+
+@pytest.mark.slow
+def test_retrain_command_with_pareto_file_baseline_and_corruptions(tmp_path, monkeypatch):
+    from helpers import TINY, make_imagefolder
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from flatnas_bench.corruptions import write_corruption_set
+    from flatnas_bench.data import load_images
+    from flatnas_bench.store import ResultStore
+
+    monkeypatch.setenv("FLATNAS_CACHE", str(tmp_path / "cache"))
+    data = make_imagefolder(tmp_path / "images", train_per_class=8, test_per_class=4)
+    test = load_images(data, "cifar10").test
+    write_corruption_set(test.x[:4], test.y[:4], tmp_path / "cifar-c", ["fog"], [1, 3], seed=0)
+    pareto = tmp_path / "pareto.csv"
+    pd.DataFrame({"arch": [str(OTHER)], "params": [0.2]}).to_csv(pareto, index=False)
+    sets = [f"--set={k}={v}" for k, v in {**TINY, "epochs": 1, "corruption_subset": 4}.items()]
+    args = ["retrain", "--from-pareto", str(pareto), "--baseline", str(PICK), "--protocol", "proxy", *sets]
+    args += [
+        "--data",
+        str(data),
+        "--results",
+        str(tmp_path / "rt.sqlite"),
+        "--corruptions",
+        str(tmp_path / "cifar-c"),
+    ]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    assert "accuracy-only baseline" not in result.output  # --baseline given: no surrogate consulted
+    report = pd.read_csv(tmp_path / "report" / "retrain.csv")
+    assert list(zip(report["arch"], report["role"], strict=True)) == [
+        (str(OTHER.canonical()), "pick"),
+        (str(PICK.canonical()), "baseline"),
+    ]
+    assert report[["test_acc", "flatness_r", "corr_acc_mean"]].notna().all().all()
+    with ResultStore(tmp_path / "rt.sqlite", readonly=True) as store:
+        rows = store.to_frame()
+    assert {tuple(json.loads(c)) for c in rows["corr_per"]} == {("fog",)}  # the given set, not the default 15
+    assert (
+        report["corr_acc_mean"].tolist()
+        == rows.set_index("arch").loc[report["arch"], "corr_acc_mean"].tolist()
+    )
+    assert str(PICK.canonical()).replace("|", "\\|") in (tmp_path / "report" / "retrain.md").read_text()

@@ -16,6 +16,8 @@ from typer.testing import CliRunner
 
 import cli.search  # noqa: F401  (registers search, loop, retrain)
 from cli.app import app
+from flatnas_bench.costs import cost_arrays
+from flatnas_bench.encodings import live_route_counts
 from flatnas_bench.errors import ConfigError
 from flatnas_bench.objectives import (
     Objective,
@@ -331,3 +333,52 @@ def test_search_leaves_dead_cells_out_unless_allowed(tmp_path) -> None:
     dead_on_front = lambda out: int((live_route_counts(pd.read_csv(out / "pareto.csv")["arch"]) == 0).sum())  # noqa: E731
     assert dead_on_front(tmp_path / "default") == 0
     assert dead_on_front(tmp_path / "dead") >= 1
+
+
+@pytest.fixture(scope="module")
+def synthetic_table(tmp_path_factory) -> Path:
+    """Every canonical arch with an 'accuracy' and an R that are exact functions of its ops."""
+    archs = list(canonical_archs())
+    ops = np.array([a.ops for a in archs])
+    acc = 60.0 + 5 * (ops == 3).sum(1) + 2 * (ops == 2).sum(1) - 3 * (ops == 0).sum(1)
+    r = 1.0 + 0.5 * (ops == 3).sum(1) + 0.1 * ops[:, 0]
+    path = tmp_path_factory.mktemp("table") / "synthetic.csv"
+    pd.DataFrame({"arch": [str(a) for a in archs], "val_acc": acc, "flatness_r": r}).to_csv(path, index=False)
+    return path
+
+
+def test_cli_search_on_a_table_honours_alpha_constraint_and_strategy(synthetic_table, tmp_path):
+    """``--table`` columns score every arch, ``--alpha 0.2`` sets the FoM computed by hand, ``-c`` leaves no
+    infeasible arch on the front, ``--strategy exhaustive`` scores all 6,466 classes, and ``--out`` writes
+    the exact non-dominated set of the feasible scored archs."""
+    out = tmp_path / "out"
+    base = ["search", "--surrogate", "none", "--table", str(synthetic_table), "-o", "fom", "-o", "params"]
+    base += ["--strategy", "exhaustive", "--no-compare"]
+    result = CliRunner().invoke(app, [*base, "-c", "params<=0.5", "--alpha", "0.2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "exhaustive: 6466 archs scored" in result.output
+
+    scored = pd.read_csv(out / "scored.csv")
+    table = pd.read_csv(synthetic_table).set_index("arch").loc[scored["arch"]]
+    err, r = 100 - table["val_acc"].to_numpy(), table["flatness_r"].to_numpy()
+    norm = err.mean() / r.mean()
+    assert np.allclose(scored["fom"], 0.2 * err + norm * 0.8 * r)
+    params_m, _ = cost_arrays()
+    assert np.allclose(scored["params"], [params_m[Arch.from_str(a).ordinal] for a in scored["arch"]])
+    live = live_route_counts(scored["arch"]) >= 1
+    assert list(scored["feasible"]) == list((scored["params"] <= 0.5) & live)
+
+    front = pd.read_csv(out / "pareto.csv")
+    assert (front["params"] <= 0.5).all() and front["feasible"].all()
+    feasible = scored[scored["feasible"]].reset_index(drop=True)
+    best = feasible.iloc[pareto_front(feasible[["fom", "params"]].to_numpy())]
+    assert set(front["arch"]) == set(best["arch"])
+    meta = json.loads((out / "pareto.json").read_text())
+    assert meta["strategy"] == "exhaustive" and meta["n_evaluated"] == 6466
+    assert "params<=0.5" in meta["constraints"]
+    assert [o["name"] for o in meta["objectives"]] == ["fom", "params"]
+    assert [p["arch"] for p in meta["pareto"]] == list(front["arch"])
+    assert CliRunner().invoke(app, [*base, "--out", str(tmp_path / "d")]).exit_code == 0
+    half = pd.read_csv(tmp_path / "d" / "scored.csv")
+    assert np.allclose(half["fom"], 0.5 * err + norm * 0.5 * r)  # alpha 0.5 by default
+    assert half["feasible"].sum() > scored["feasible"].sum()  # without -c more archs are feasible
