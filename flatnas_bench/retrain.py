@@ -31,7 +31,7 @@ from flatnas_bench.bench import run_bench
 from flatnas_bench.errors import ConfigError, TableError
 from flatnas_bench.objectives import ObjectiveContext, cost_values, make_constraint, make_objective
 from flatnas_bench.protocol import get_protocol
-from flatnas_bench.results import N_SEEDS, UNITS, metric_column, seed_stats
+from flatnas_bench.results import N_SEEDS, UNITS, drop_failed, metric_column, seed_stats
 from flatnas_bench.search import exhaustive
 from flatnas_bench.space import Arch, ArchLike, as_arch
 from flatnas_bench.store import ResultStore
@@ -202,13 +202,50 @@ def _plot(summary: pd.DataFrame, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def write_report(summary: pd.DataFrame, out: str | Path, title: str = "Retraining report") -> dict[str, Path]:
-    """Write ``retrain.csv``, ``retrain.md`` and ``retrain.png`` for a :func:`summarise` frame."""
+def per_corruption(rows: pd.DataFrame, archs: Sequence[str]) -> pd.DataFrame:
+    """Accuracy (%) per corruption (mean over its severities, as stored in ``corr_per``), averaged over
+    the successful seeds: one row per arch of ``archs`` (canonical strings, in that order), one column per
+    corruption (sorted); empty when no row measured corruptions."""
+    measured = drop_failed(rows)
+    measured = measured[measured["corr_per"].notna()] if "corr_per" in measured else measured.iloc[:0]
+    if measured.empty:
+        return pd.DataFrame(index=pd.Index(list(archs), name="arch"))
+    per = pd.DataFrame([json.loads(text) for text in measured["corr_per"]], index=measured.index)
+    per["arch"] = [str(Arch.from_str(a).canonical()) for a in measured["arch"]]
+    out = per.groupby("arch").mean().reindex(list(archs))
+    out.index.name = "arch"
+    return out[sorted(out.columns)]
+
+
+def _corruption_markdown(table: pd.DataFrame) -> list[str]:
+    lines = ["", "Accuracy per corruption (%, mean over severities and seeds):", ""]
+    lines += ["| arch | " + " | ".join(table.columns) + " |", "|" + "---|" * (len(table.columns) + 1)]
+    for arch, values in table.iterrows():
+        cells = ["n/a" if not np.isfinite(v) else f"{v:.2f}" for v in values.to_numpy(float)]
+        name = str(arch).replace("|", "\\|")  # a bare '|' would end the Markdown table cell
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_report(
+    summary: pd.DataFrame,
+    out: str | Path,
+    title: str = "Retraining report",
+    corruptions: pd.DataFrame | None = None,
+) -> dict[str, Path]:
+    """Write ``retrain.csv``, ``retrain.md`` and ``retrain.png`` for a :func:`summarise` frame, and with a
+    :func:`per_corruption` table (not empty) also ``retrain_corruptions.csv`` and its section in the
+    Markdown."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / "retrain.csv", "md": out / "retrain.md", "png": out / "retrain.png"}
     summary.to_csv(paths["csv"], index=False)
-    paths["md"].write_text(_markdown(summary, title))
+    text = _markdown(summary, title)
+    if corruptions is not None and len(corruptions.columns):
+        paths["corruptions"] = out / "retrain_corruptions.csv"
+        corruptions.reset_index().to_csv(paths["corruptions"], index=False)
+        text += "\n".join(_corruption_markdown(corruptions)) + "\n"
+    paths["md"].write_text(text)
     _plot(summary, paths["png"], title)
     return paths
 
@@ -254,5 +291,6 @@ def retrain(
         rows, proto.dataset, proto.name, protocol_hash=ran.protocol_hash, source=str(table_path)
     )
     summary = summarise(table, picks, base)
-    write_report(summary, out, title=f"Retraining report: protocol {proto.name}, seeds {list(seeds)}")
+    title = f"Retraining report: protocol {proto.name}, seeds {list(seeds)}"
+    write_report(summary, out, title, per_corruption(rows, list(summary["arch"])))
     return summary

@@ -147,4 +147,10 @@ def test_retrain_command_with_pareto_file_baseline_and_corruptions(tmp_path, mon
         report["corr_acc_mean"].tolist()
         == rows.set_index("arch").loc[report["arch"], "corr_acc_mean"].tolist()
     )
-    assert str(PICK.canonical()).replace("|", "\\|") in (tmp_path / "report" / "retrain.md").read_text()
+    markdown = (tmp_path / "report" / "retrain.md").read_text()
+    assert str(PICK.canonical()).replace("|", "\\|") in markdown
+    per = pd.read_csv(tmp_path / "report" / "retrain_corruptions.csv").set_index("arch")
+    assert list(per.columns) == ["fog"] and list(per.index) == list(report["arch"])
+    stored = {a: json.loads(c)["fog"] for a, c in zip(rows["arch"], rows["corr_per"], strict=True)}
+    assert per["fog"].to_dict() == pytest.approx(stored)  # one seed: the stored per-corruption accuracy
+    assert "Accuracy per corruption" in markdown and f"{stored[str(PICK.canonical())]:.2f}" in markdown
