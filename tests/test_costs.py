@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from flatnas_bench import costs
-from flatnas_bench.costs import Costs, arch_costs, cost_arrays, dataset_config
+from flatnas_bench.costs import Costs, arch_costs, cost_arrays, dataset_config, op_counts
 from flatnas_bench.errors import ConfigError
 from flatnas_bench.network import TinyNetwork
 from flatnas_bench.space import NUM_ARCHS, Arch, all_archs, sample_archs
@@ -164,8 +164,33 @@ def test_bad_configs_raise_config_error(kwargs: dict[str, int]) -> None:
 
 def test_dataset_configs() -> None:
     assert dataset_config("cifar10") == (10, 32) and dataset_config("ImageNet16-120") == (120, 16)
-    with pytest.raises(ConfigError, match="unknown dataset 'mnist'"):
+    with pytest.raises(ConfigError) as info:
         dataset_config("mnist")
+    assert (
+        str(info.value)
+        == "unknown dataset 'mnist'; choose one of cifar10, cifar10-valid, cifar100, ImageNet16-120"
+    )
+
+
+def test_the_smallest_valid_config_is_accepted_and_exact() -> None:
+    # C = 1, N = 0 (no normal cells), one class, 4 px: every bound of the check is inclusive
+    for arch in [Arch.from_str(r[0]) for r in RECORDS[:2]]:
+        net = TinyNetwork(arch, C=1, N=0, num_classes=1)
+        costs = arch_costs(arch, C=1, N=0, num_classes=1, resolution=4)
+        assert sum(p.numel() for p in net.parameters()) == round(costs.params_m * 1e6)
+        assert built_macs(net, 4) == round(costs.flops_m * 1e6)
+    with pytest.raises(ConfigError) as info:
+        arch_costs(RECORDS[0][0], C=0)
+    assert str(info.value) == (
+        "need C >= 1, N >= 0, num_classes >= 1 and a resolution divisible by 4; "
+        "got C=0, N=5, num_classes=10, resolution=32"
+    )
+
+
+def test_op_counts_are_int64_counts_per_op() -> None:
+    counts = op_counts(np.array([[0, 1, 2, 3, 4, 4], [3, 3, 3, 3, 3, 3]]))
+    assert counts.dtype == np.int64
+    assert counts.tolist() == [[1, 1, 1, 1, 2], [0, 0, 0, 6, 0]]
 
 
 def test_module_examples_run() -> None:

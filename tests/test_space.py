@@ -149,6 +149,83 @@ def test_error_messages_name_the_problem_and_show_the_format(text: str, needle: 
     assert "expected 3 '+'-separated nodes" in message and "\n" not in message
 
 
+HINT = space._FORMAT_HINT
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (7, "expected a string, got int"),
+        ("", "empty string"),
+        ("a b", "stray whitespace"),
+        ("|none~0|", "1 nodes, expected 3"),
+        ("|+|none~0|none~1|+|none~0|none~1|none~2|", "node 1 must start and end with '|'"),
+        ("||+|none~0|none~1|+|none~0|none~1|none~2|", "edge '' of node 1 lacks '~'"),
+        ("|none~0+|none~0|none~1|+|none~0|none~1|none~2|", "node 1 must start and end with '|'"),
+        ("none~0|+|none~0|none~1|+|none~0|none~1|none~2|", "node 1 must start and end with '|'"),
+        ("|none~0|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", "node 1 has 2 edges, expected 1"),
+        (
+            "|none~0~1|+|none~0|none~1|+|none~0|none~1|none~2|",
+            "edge 0 of node 1 reads from node '0~1', expected 0",
+        ),
+        ("|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|", "unknown op 'conv'"),
+        ((1, 2), "expected 6 op indices"),
+        ((0, 1, 2, 3, 4, 5), "op index 5 is not an int in 0..4"),
+        ((0, 1, 2, 3, 4, True), "op index True is not an int in 0..4"),
+        (None, "expected a sequence of 6 op indices"),
+    ],
+)
+def test_every_error_message_exactly(value: object, reason: str) -> None:
+    with pytest.raises(ArchError) as info:
+        Arch.from_str(value) if isinstance(value, str | int) else Arch.from_ops(value)  # type: ignore[arg-type]
+    assert str(info.value) == f"invalid NB201 arch {value!r}: {reason}; {HINT}"
+
+
+def test_long_inputs_are_shown_cut_to_120_characters() -> None:
+    def message(text: str) -> str:
+        with pytest.raises(ArchError) as info:
+            Arch.from_str(text)
+        return str(info.value)
+
+    fits = "x" * 118  # repr adds two quotes: 120 characters, shown whole
+    assert message(fits) == f"invalid NB201 arch {fits!r}: 1 nodes, expected 3; {HINT}"
+    cut = "x" * 119  # 121 characters: the first 117 and '...'
+    assert message(cut) == f"invalid NB201 arch {repr(cut)[:117]}...: 1 nodes, expected 3; {HINT}"
+
+
+def test_ordinal_and_sample_errors_exactly() -> None:
+    with pytest.raises(ArchError) as info:
+        Arch.from_ordinal(2.5)  # type: ignore[arg-type]
+    assert str(info.value) == "ordinal 2.5 is not an integer"
+    with pytest.raises(ArchError) as info:
+        Arch.from_ordinal(NUM_ARCHS)
+    assert str(info.value) == "ordinal 15625 outside 0..15624"
+    with pytest.raises(ArchError) as info:
+        sample_archs(6467, 0, unique=True)
+    assert str(info.value) == "cannot sample 6467 distinct archs from 6466"
+
+
+def test_parse_archs_equals_as_arch_for_few_and_many_values() -> None:
+    few = [INDEX0, (0, 1, 2, 3, 4, 0), [4, 4, 4, 4, 4, 4]]
+    assert space.parse_archs(few) == [as_arch(v) for v in few]
+    many = [str(a) for a in all_archs()[:300]] + [
+        (1, 1, 1, 1, 1, 1),
+        [2, 2, 2, 2, 2, 2],
+        "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",
+    ]
+    assert space.parse_archs(many) == [as_arch(v) for v in many]
+    with pytest.raises(ArchError):
+        space.parse_archs([*many, "not an arch"])
+
+
+def test_iso_key_strings_are_the_nats_canonical_form() -> None:
+    mixed = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|avg_pool_3x3~1|skip_connect~2|"
+    assert space.iso_key(Arch.from_str(mixed).ops) == (
+        "#+((0)@nor_conv_3x3)@avg_pool_3x3+((0)@nor_conv_3x3)@nor_conv_1x1+0"
+    )
+    assert space.iso_key((SKIP,) * 6) == "0+0+0+0"
+
+
 junk = st.one_of(st.none(), st.integers(), st.floats(), st.binary(), st.lists(st.integers(-2, 7), max_size=7))
 
 
