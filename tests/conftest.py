@@ -5,6 +5,7 @@ reason where it is absent, so a user's fresh clone still passes."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,21 @@ ROOT = Path(__file__).resolve().parents[1]
 # fails at once instead of shrinking its example for minutes (which mutmut would count as a timeout).
 settings.register_profile("mutation", phases=(Phase.explicit, Phase.reuse, Phase.generate), database=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches_under_mutmut():
+    """mutmut records which tests call each function (its "stats" run) and later runs only those against
+    that function's mutants. A ``functools`` cache (the feature tables, the cost tables, the space's
+    classes) filled by an earlier test hides the call from every later test, so under mutmut (stats and
+    mutant runs alike) each test starts with every project cache empty."""
+    if os.environ.get("MUTANT_UNDER_TEST"):
+        for name, module in list(sys.modules.items()):
+            if name.split(".")[0] in ("flatnas_bench", "surrogates"):
+                for value in list(vars(module).values()):
+                    if callable(getattr(value, "cache_clear", None)):
+                        value.cache_clear()
+    yield
 
 
 def shared_data_dir() -> Path:

@@ -212,6 +212,16 @@ def test_reference_errors_that_leave_nothing_to_normalise_by() -> None:
         )
 
 
+def test_a_reference_error_sum_below_one_point_still_normalises() -> None:
+    # reference fog error 0.5 %: a small but positive denominator, so the metrics are defined
+    out = corruption_metrics({("fog", 1): 99.0}, 99.5, ReferenceModel({("fog", 1): 99.5}, 99.75))
+    assert out["mce_norm"] == pytest.approx(100 * 1.0 / 0.5)  # own error 1 over the reference's 0.5
+    assert out["rel_mce"] == pytest.approx(100 * (1.0 - 0.5) / (0.5 - 0.25))
+    with pytest.raises(ConfigError) as info:
+        corruption_metrics({("speckle_noise", 1): 50.0}, 90.0)  # an extra corruption only
+    assert str(info.value) == "corruption_metrics needs accuracies for at least one benchmark corruption"
+
+
 def test_corruption_accuracies_per_block() -> None:
     # 4 images, labels 0 1 2 3; severity 1 keeps pixel value = label (all right), severity 2 adds 1 to
     # images 0 and 1 only (2 of 4 wrong -> 50 %), the predictor reads the first pixel

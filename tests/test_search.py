@@ -382,3 +382,20 @@ def test_cli_search_on_a_table_honours_alpha_constraint_and_strategy(synthetic_t
     half = pd.read_csv(tmp_path / "d" / "scored.csv")
     assert np.allclose(half["fom"], 0.5 * err + norm * 0.5 * r)  # alpha 0.5 by default
     assert half["feasible"].sum() > scored["feasible"].sum()  # without -c more archs are feasible
+
+
+def test_front_and_bounds_read_missing_values_as_nan_and_skip_those_rows() -> None:
+    rows = [[1, None], [0, 1], [2, 0], [3, 3]]
+    assert pareto_front(rows).tolist() == [1, 2]  # row 0 has no second value, row 3 is dominated
+    bounds = Bounds.of(rows)
+    assert bounds.lo.tolist() == [0.0, 0.0] and bounds.hi.tolist() == [3.0, 3.0]
+    z = bounds.normalise([[None, 1.5]])
+    assert np.isnan(z[0, 0]) and z[0, 1] == 0.5
+
+
+def test_bounds_are_per_objective_and_a_flat_objective_keeps_its_scale() -> None:
+    bounds = Bounds.of(np.array([[1.0, 5.0, 7.0], [3.0, 4.0, 7.0]]))
+    assert bounds.lo.tolist() == [1.0, 4.0, 7.0] and bounds.hi.tolist() == [3.0, 5.0, 7.0]
+    # (F - lo) / (hi - lo), and a span of 1 where hi == lo (the third objective: no division by zero)
+    z = bounds.normalise(np.array([[2.0, 4.5, 7.0], [3.0, 6.0, 9.0]]))
+    assert z.tolist() == [[0.5, 0.5, 0.0], [1.0, 2.0, 2.0]]
