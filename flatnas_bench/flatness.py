@@ -70,7 +70,6 @@ class PerturbationOutcomes:
         return Flatness(float(gaps.mean()), float(gaps.std()), sharp, acc0, loss0, tuple(accs))
 
 
-@torch.no_grad()
 def perturbation_outcomes(
     model: nn.Module,
     x: torch.Tensor,
@@ -85,20 +84,21 @@ def perturbation_outcomes(
     multiplicative perturbations w' = w + sigma * w * eps of every parameter (eps ~ N(0, I), drawn on the
     CPU in sequence, so the first k draws of a longer run are exactly a k-draw run). The model's weights,
     buffers and train/eval mode are exactly as before on return (also when an evaluation raises)."""
-    params = list(model.parameters())
-    flat = torch.cat([p.detach().reshape(-1) for p in params])  # the one saved copy
-    sizes = [p.numel() for p in params]
-    generator = torch.Generator().manual_seed(seed)
-    correct0, loss0 = predict(model, x, y, batch_size, precision)
-    correct, losses = [], []
-    try:
-        for eps in _noise(generator, flat.numel(), draws, flat.device):
-            _load(params, (flat + sigma * flat * eps).split(sizes))
-            c, loss = predict(model, x, y, batch_size, precision)
-            correct.append(c)  # kept on the device until the end: no synchronisation per draw
-            losses.append(loss)
-    finally:
-        _load(params, flat.split(sizes))
+    with torch.no_grad():  # a block, not a decorator: mutation testing skips decorated functions
+        params = list(model.parameters())
+        flat = torch.cat([p.detach().reshape(-1) for p in params])  # the one saved copy
+        sizes = [p.numel() for p in params]
+        generator = torch.Generator().manual_seed(seed)
+        correct0, loss0 = predict(model, x, y, batch_size, precision)
+        correct, losses = [], []
+        try:
+            for eps in _noise(generator, flat.numel(), draws, flat.device):
+                _load(params, (flat + sigma * flat * eps).split(sizes))
+                c, loss = predict(model, x, y, batch_size, precision)
+                correct.append(c)  # kept on the device until the end: no synchronisation per draw
+                losses.append(loss)
+        finally:
+            _load(params, flat.split(sizes))
     n = len(y)
     return PerturbationOutcomes(
         correct0.cpu(),

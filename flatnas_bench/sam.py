@@ -48,32 +48,32 @@ class SAM:
         self._live: list[torch.Tensor] = []  # the weights moved by first_step
         self._saved: list[torch.Tensor] = []  # their values before it (buffers reused across steps)
 
-    @torch.no_grad()
     def first_step(self) -> None:
         """Climb to w + e along the current (clean) gradient and zero the gradients for the second pass."""
-        live = [p for p in self.params if p.grad is not None]
-        grads = [p.grad for p in live]
-        if len(self._saved) != len(live) or any(
-            s.shape != p.shape for s, p in zip(self._saved, live, strict=True)
-        ):
-            self._saved = [torch.empty_like(p) for p in live]
-        torch._foreach_copy_(self._saved, live)
-        self._live = live
-        if self.adaptive:
-            magnitude = torch._foreach_abs(live)
-            scaled = torch._foreach_mul(grads, magnitude)  # s g
-        else:
-            scaled = grads
-        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(scaled)))
-        scale = self.rho / (norm + 1e-12)
-        step = torch._foreach_mul(scaled, magnitude) if self.adaptive else scaled  # s^2 g
-        torch._foreach_add_(live, torch._foreach_mul(step, scale))
+        with torch.no_grad():  # a block, not a decorator: mutation testing skips decorated functions
+            live = [p for p in self.params if p.grad is not None]
+            grads = [p.grad for p in live]
+            if len(self._saved) != len(live) or any(
+                s.shape != p.shape for s, p in zip(self._saved, live, strict=True)
+            ):
+                self._saved = [torch.empty_like(p) for p in live]
+            torch._foreach_copy_(self._saved, live)
+            self._live = live
+            if self.adaptive:
+                magnitude = torch._foreach_abs(live)
+                scaled = torch._foreach_mul(grads, magnitude)  # s g
+            else:
+                scaled = grads
+            norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(scaled)))
+            scale = self.rho / (norm + 1e-12)
+            step = torch._foreach_mul(scaled, magnitude) if self.adaptive else scaled  # s^2 g
+            torch._foreach_add_(live, torch._foreach_mul(step, scale))
         self.base.zero_grad(set_to_none=True)
 
-    @torch.no_grad()
     def second_step(self) -> None:
         """Return to w and step the base optimiser with the gradient taken at w + e."""
-        torch._foreach_copy_(self._live, self._saved)
+        with torch.no_grad():
+            torch._foreach_copy_(self._live, self._saved)
         self._live = []
         self.base.step()
         self.base.zero_grad(set_to_none=True)

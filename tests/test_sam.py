@@ -186,3 +186,11 @@ def test_sam_adds_five_times_fewer_ops_than_the_per_tensor_form(adaptive: bool) 
         added[name] = _sam_step_ops(model, sam, frozen, x, y)
     print(f"ops SAM adds per step ({'ASAM' if adaptive else 'SAM'}): {added}")
     assert added["list"] * 5 <= added["reference"], added
+
+
+def test_second_step_without_a_first_step_is_a_plain_base_step() -> None:
+    w = nn.Parameter(torch.tensor([1.0, -2.0]))
+    opt = SAM([w], torch.optim.SGD([w], lr=0.5), rho=0.05, adaptive=False)
+    w.grad = torch.tensor([2.0, 4.0])
+    opt.second_step()  # nothing was moved, so nothing is restored: only SGD's w - lr * g
+    assert w.detach().tolist() == [0.0, -4.0] and w.grad is None
