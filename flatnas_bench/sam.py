@@ -72,8 +72,9 @@ class SAM:
 
     def second_step(self) -> None:
         """Return to w and step the base optimiser with the gradient taken at w + e."""
-        with torch.no_grad():
-            torch._foreach_copy_(self._live, self._saved)
+        if self._live:  # (an empty list is an error to the foreach kernels)
+            with torch.no_grad():
+                torch._foreach_copy_(self._live, self._saved)
         self._live = []
         self.base.step()
         self.base.zero_grad(set_to_none=True)
