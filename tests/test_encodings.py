@@ -18,6 +18,7 @@ from flatnas_bench.encodings import (
     cost_features,
     encode,
     feature_names,
+    live_route_counts,
     onehot,
     path_encoding,
 )
@@ -128,3 +129,22 @@ def test_encoding_the_whole_space_takes_well_under_a_second() -> None:
 def test_module_examples_run() -> None:
     result = doctest.testmod(encodings)
     assert result.failed == 0 and result.attempted >= 3  # deleting the examples fails too
+
+
+def test_live_route_counts_are_int_counts_of_none_free_routes() -> None:
+    cells = [
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|avg_pool_3x3~2|",
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|none~0|nor_conv_3x3~1|avg_pool_3x3~2|",
+        "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",
+        "|none~0|+|skip_connect~0|none~1|+|none~0|none~1|skip_connect~2|",
+    ]
+    counts = live_route_counts(cells)
+    assert counts.dtype == np.int64 and counts.tolist() == [4, 3, 0, 1]  # by hand over ROUTES
+
+
+def test_unknown_feature_kinds_are_named_exactly() -> None:
+    with pytest.raises(ConfigError) as info:
+        feature_names(["onehot", "graph"])
+    assert str(info.value) == (
+        "feature kinds must be distinct names from onehot, path, cost; got ['onehot', 'graph']"
+    )
