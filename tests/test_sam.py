@@ -194,3 +194,24 @@ def test_second_step_without_a_first_step_is_a_plain_base_step() -> None:
     w.grad = torch.tensor([2.0, 4.0])
     opt.second_step()  # nothing was moved, so nothing is restored: only SGD's w - lr * g
     assert w.detach().tolist() == [0.0, -4.0] and w.grad is None
+
+
+def test_first_step_sets_grads_to_none_and_moves_by_rho_over_norm_plus_1e12() -> None:
+    w = nn.Parameter(torch.tensor([0.0, 1.0], dtype=torch.float64))
+    opt = SAM([w], torch.optim.SGD([w], lr=0.1), rho=0.5, adaptive=False)
+    w.grad = torch.tensor([1e-12, 0.0], dtype=torch.float64)  # ||g|| = 1e-12, the size of the epsilon
+    opt.first_step()
+    assert w.grad is None  # set to None, not zeroed: the second backward starts clean
+    assert w.detach().tolist() == [0.5 * 1e-12 / (1e-12 + 1e-12), 1.0]  # e = rho g / (||g|| + 1e-12)
+
+
+def test_saved_buffers_follow_a_change_of_the_parameters_with_gradients() -> None:
+    a, b = nn.Parameter(torch.ones(2)), nn.Parameter(torch.full((3,), 2.0))
+    opt = SAM([a, b], torch.optim.SGD([a, b], lr=0.0), rho=0.1, adaptive=False)
+    for live, value in ((a, 1.0), (b, 2.0)):  # one live tensor each time, of another shape
+        live.grad = torch.ones_like(live)
+        opt.first_step()
+        assert not torch.equal(live.detach(), torch.full_like(live, value))
+        live.grad = torch.ones_like(live)
+        opt.second_step()
+        assert torch.equal(live.detach(), torch.full_like(live, value))  # restored exactly (lr 0)
