@@ -53,7 +53,19 @@ TARGETS: dict[str, Target] = {
             "tests/test_definitions.py::test_alpha_norm_is_mean_err_over_mean_r_of_the_complete_rows",
             "tests/test_definitions.py::test_r_is_the_mean_accuracy_drop_under_multiplicative_noise_on_every_parameter",
             "tests/test_definitions.py::test_r_loss_sharpness_is_the_mean_cross_entropy_increase",
-        )
+            "tests/test_definitions.py::test_r_defaults_are_sigma_005_twenty_draws_seed_0",
+            "tests/test_definitions.py::test_r_of_zero_draws_is_zero_with_the_clean_accuracy",
+        ),
+        # the CUDA branch of _noise (pinned buffers, events) cannot run on a CPU: gpu_check exercises it
+        (
+            "xǁFlatnessǁ*",
+            "xǁPerturbationOutcomesǁ*",
+            "x_perturbation_outcomes__*",
+            "x__load__*",
+            "x_flatness__*",
+            "x_fom__*",
+            "x_alpha_norm__*",
+        ),
     ),
     "flatnas_bench/sam.py": Target(("tests/test_sam.py",)),
     "flatnas_bench/search.py": Target(

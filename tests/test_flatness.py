@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 
-from flatnas_bench.flatness import alpha_norm, flatness, fom
+from flatnas_bench.errors import ConfigError
+from flatnas_bench.flatness import alpha_norm, flatness, fom, perturbation_outcomes
 from flatnas_bench.network import TinyNetwork
 
 ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_3x3~1|skip_connect~2|"
@@ -63,3 +66,27 @@ def test_outcome_prefixes_equal_shorter_runs(setup) -> None:
     assert f.r_se == pytest.approx(f.r_std / np.sqrt(6))
     with pytest.raises(ValueError):
         long.summary(draws=7)
+
+
+def test_zero_draws_give_empty_outcomes_of_the_right_shape_and_no_bf16_on_cpu(setup) -> None:
+    model, x, y = setup
+    out = perturbation_outcomes(model, x[:10], y[:10], sigma=0.1, draws=0)
+    assert out.correct.shape == (0, 10) and out.correct.dtype == torch.bool
+    assert out.loss.shape == (0, 10) and out.loss.dtype == torch.float32
+    f = out.summary()
+    assert (f.r, f.r_std, f.loss_sharpness, f.draw_accs) == (0.0, 0.0, 0.0, ())
+    with pytest.raises(ValueError) as info:
+        out.summary(draws=1)
+    assert str(info.value) == "asked for 1 draws x 10 images of (0, 10)"
+    for fn in (perturbation_outcomes, flatness):  # the precision reaches every evaluation, also the first
+        with pytest.raises(ConfigError, match="needs a CUDA device"):
+            fn(model, x[:10], y[:10], draws=0, precision="bf16")
+
+
+def test_alpha_norm_and_fom_read_missing_values_as_nan() -> None:
+    # only complete finite rows count: row 0 (err 10, R 0.5) -> 10 / 0.5; a mean R below 1 still divides
+    assert alpha_norm([10, None, 20], [0.5, 4, None]) == 20.0
+    assert np.isnan(fom([None, 2], [1, 1], alpha=0.5, alpha_norm=1.0)).tolist() == [True, False]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "mean of empty slice" when nothing is complete
+        assert alpha_norm([np.nan], [1.0]) == 1.0
