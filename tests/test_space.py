@@ -173,6 +173,7 @@ HINT = space._FORMAT_HINT
         ((0, 1, 2, 3, 4, 5), "op index 5 is not an int in 0..4"),
         ((0, 1, 2, 3, 4, True), "op index True is not an int in 0..4"),
         (None, "expected a sequence of 6 op indices"),
+        (2.5, "expected a sequence of 6 op indices"),
     ],
 )
 def test_every_error_message_exactly(value: object, reason: str) -> None:
