@@ -90,3 +90,14 @@ def test_alpha_norm_and_fom_read_missing_values_as_nan() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "mean of empty slice" when nothing is complete
         assert alpha_norm([np.nan], [1.0]) == 1.0
+
+
+def test_perturbation_outcomes_defaults_are_sigma_005_twenty_draws_seed_0(setup) -> None:
+    model, x, y = setup
+    out = perturbation_outcomes(model, x[:20], y[:20])
+    assert out.correct.shape == (20, 20)
+    assert out.summary() == flatness(model, x[:20], y[:20], sigma=0.05, draws=20, seed=0)
+
+
+def test_fom_reads_a_missing_r_as_nan() -> None:
+    assert np.isnan(fom([1, 2], [None, 1], alpha=0.5, alpha_norm=1.0)).tolist() == [True, False]
