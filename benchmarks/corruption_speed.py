@@ -48,7 +48,7 @@ def main() -> None:
     test = load_images(args.data, args.dataset).test
     x = test.x[: args.images]
     names = args.corruptions.split(",")
-    cores = len(os.sched_getaffinity(0))
+    cores = usable_cores()
     print(f"{len(x)} images x {len(names)} corruptions x {len(SEVERITIES)} severities")
     print(f"cores usable: {cores} (of {os.cpu_count()}); OpenCV threads: {cv2.getNumThreads()}")
     print("load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
