@@ -130,7 +130,9 @@ class Corruption:
 CORRUPTIONS: dict[str, Corruption] = {}
 
 
-def _register(name: str, params: Sequence[Any], batch: int = 50) -> Callable[[Operation], Operation]:
+def _register(
+    name: str, params: Sequence[Any], batch: int = Corruption.batch
+) -> Callable[[Operation], Operation]:
     def decorate(fn: Operation) -> Operation:
         CORRUPTIONS[name] = Corruption(name, tuple(params), fn, batch)
         return fn
