@@ -23,8 +23,9 @@ import time
 import cv2
 import numpy as np
 
+from flatnas_bench.cores import usable_cores
 from flatnas_bench.corruption_textures import frost_source, frost_textures
-from flatnas_bench.corruptions import ALL_CORRUPTIONS, SEVERITIES, iter_corruptions, usable_cores
+from flatnas_bench.corruptions import ALL_CORRUPTIONS, SEVERITIES, iter_corruptions
 
 
 def main() -> None:

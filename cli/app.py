@@ -2,7 +2,8 @@
 
 Commands live one per module in :mod:`cli` and register themselves on :data:`app` with
 :func:`command`, which turns any :class:`~flatnas_bench.errors.FlatnasError` into a single line on
-stderr and exit code 2 (typer's own usage errors already exit with 2).
+stderr and exit code 2 (typer's own usage errors already exit with 2), and an interrupt into one line and
+exit code 130.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ def command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callabl
                 return func(*a, **kw)
             except FlatnasError as exc:
                 raise fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: one line, the shell's code for SIGINT
+                typer.echo("interrupted: finished results are kept (bench, loop, retrain resume)", err=True)
+                raise typer.Exit(code=130) from None
 
         return app.command(*args, **kwargs)(wrapper)
 

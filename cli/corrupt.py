@@ -66,7 +66,8 @@ def corrupt(
     """Generate corrupted copies of the clean test set, once, in the official CIFAR-C layout."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from flatnas_bench.corruptions import usable_cores, write_corruption_set
+    from flatnas_bench.cores import usable_cores
+    from flatnas_bench.corruptions import write_corruption_set
     from flatnas_bench.data import load_images
 
     if workers is not None and workers < 1:

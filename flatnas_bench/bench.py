@@ -21,15 +21,18 @@ import functools
 import hashlib
 import json
 import os
+import signal
+import threading
 import time
-from collections.abc import Iterable, Sequence
-from contextlib import closing
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from flatnas_bench.cores import usable_cores
 from flatnas_bench.errors import ArchError, ConfigError, DataError
 from flatnas_bench.executors import (
     DEVICE_FAILURE_MARKS,
@@ -194,7 +197,6 @@ def _corruption_set(dataset: str, subset: int, data_path: str, corruptions: str 
     from flatnas_bench.corruptions import (
         BENCHMARK_CORRUPTIONS,
         GENERATOR_VERSION,
-        usable_cores,
         write_corruption_set,
     )
     from flatnas_bench.data import cache_dir, load_images
@@ -240,15 +242,44 @@ def _bench_inputs(archs: Iterable[ArchLike], seeds: Sequence[int]) -> tuple[list
 
 
 def _commit_results(executor: Executor, jobs: list, context: RunContext, store: ResultStore, display) -> dict:
-    """Run ``jobs`` on ``executor`` and commit each row the moment it arrives; ok / failed counts."""
+    """Run ``jobs`` on ``executor`` and commit each row the moment it arrives; ok / failed counts.
+
+    The first SIGINT or SIGTERM stops dealing jobs: the ones in flight finish and are committed, then
+    KeyboardInterrupt is raised. A second one aborts at once (the jobs in flight are lost)."""
     counts = {"ok": 0, "failed": 0}
-    # closing() stops the workers even when the driver is interrupted
-    with closing(executor.run(jobs, context, on_start=display.started)) as results:
-        for row in results:
-            store.add(row)
-            counts["failed" if row.get("error") else "ok"] += 1
-            display.finished(row)
+    with _graceful_stop(display) as stopping:
+        # closing() stops the workers even when the driver is interrupted
+        with closing(executor.run(jobs, context, on_start=display.started, stop=stopping)) as results:
+            for row in results:
+                store.add(row)
+                counts["failed" if row.get("error") else "ok"] += 1
+                display.finished(row)
+        if stopping():
+            raise KeyboardInterrupt
     return counts
+
+
+@contextmanager
+def _graceful_stop(display) -> Iterator[Callable[[], bool]]:
+    """While active, the first SIGINT / SIGTERM only sets the returned flag (and says so); the second raises
+    KeyboardInterrupt. Outside the main thread, where signals cannot be caught, the flag stays false."""
+    asked: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if asked:
+            raise KeyboardInterrupt
+        asked.append(signum)
+        display.note("stopping: finishing the candidates in flight (interrupt again to abort them)")
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield lambda: bool(asked)
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def run_bench(
@@ -277,7 +308,8 @@ def run_bench(
     ``workers_per_gpu``) or a ready :class:`Executor`. Pairs already stored are skipped, failed ones too
     unless ``retry_failed``. ``corruptions`` is an official CIFAR-C directory, used when the protocol's
     ``corruption_subset`` > 0 (otherwise corruptions are generated once and cached). Every result is
-    committed as it arrives; a KeyboardInterrupt or a kill loses only the candidates in flight.
+    committed as it arrives. The first SIGINT / SIGTERM (Ctrl-C) lets the candidates in flight finish and
+    commits them, then raises KeyboardInterrupt; a second one, or a kill, loses only those in flight.
     On CUDA an fp32 protocol runs in bf16 autocast unless ``precision="fp32"`` (see :func:`run_protocol`).
     ``deterministic`` asks CUDA workers for deterministic kernels without TF32 (slower; CPU always is).
     ``progress`` shows a live display on a terminal and plain lines when stderr is a log file.

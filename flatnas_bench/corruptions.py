@@ -762,11 +762,6 @@ def corrupt(
     return np.clip(out, 0, 255).astype(np.uint8)  # truncation, like the original's np.uint8(...)
 
 
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, not the machine's count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 _SHARED: dict[str, np.ndarray] = {}  # in a worker process: the images of the set being generated
 
 

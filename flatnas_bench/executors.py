@@ -33,11 +33,13 @@ import concurrent.futures as cf
 import math
 import multiprocessing
 import os
+import signal
 import sys
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from flatnas_bench.cores import usable_cores
 from flatnas_bench.errors import ConfigError, DeviceError
 from flatnas_bench.protocol import Protocol
 
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
     from flatnas_bench.data import Splits
 
 OnStart = Callable[["CandidateJob"], None]
+Stop = Callable[[], bool]  # asked before each job is dealt: True stops dealing; jobs in flight still finish
 DEFAULT_WORKERS_PER_GPU = 4  # NB201 networks are small: one candidate leaves most of a modern GPU idle
 DEVICE_RETRIES = 2  # times a job is requeued after a device failure before the run stops
 # messages of device failures that PyTorch raises as plain RuntimeErrors
@@ -157,9 +160,11 @@ def failed_row(job: CandidateJob, exc: BaseException, device: str) -> dict[str, 
 
 
 class Executor:
-    """Base of the executors: ``run(jobs, context, on_start)`` yields result rows as jobs complete.
+    """Base of the executors: ``run(jobs, context, on_start, stop)`` yields result rows as jobs complete.
 
     ``on_start(job)`` is called in the driver when a job is handed to a worker (progress displays use it).
+    ``stop()`` is asked before each job is handed out: once it is true no further job starts, and the run
+    ends after yielding the rows of the jobs already running (a graceful interrupt).
     ``slots`` is how many jobs run at once.
     """
 
@@ -167,7 +172,13 @@ class Executor:
     slots = 1
     device = "cpu"  # where the workers compute ("cpu", "cuda", "cuda:1"), for the driver's planning
 
-    def run(self, jobs: Sequence[CandidateJob], context: RunContext, on_start: OnStart | None = None) -> Rows:
+    def run(
+        self,
+        jobs: Sequence[CandidateJob],
+        context: RunContext,
+        on_start: OnStart | None = None,
+        stop: Stop | None = None,
+    ) -> Rows:
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -225,11 +236,6 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _cpu_count() -> int:
-    """CPUs this process may use (its affinity mask where the OS has one)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def _check_positive(name: str, value: int | None) -> None:
     if value is not None and value < 1:
         raise ConfigError(f"{name} must be >= 1, got {value}")
@@ -248,11 +254,19 @@ class SerialExecutor(Executor):
         self.device = device or default_device()
         self.threads = threads
 
-    def run(self, jobs: Sequence[CandidateJob], context: RunContext, on_start: OnStart | None = None) -> Rows:
+    def run(
+        self,
+        jobs: Sequence[CandidateJob],
+        context: RunContext,
+        on_start: OnStart | None = None,
+        stop: Stop | None = None,
+    ) -> Rows:
         if not jobs:
             return
         worker = Worker(context, self.device, self.threads)
         for job in jobs:
+            if stop and stop():
+                return
             if on_start:
                 on_start(job)
             for attempt in range(DEVICE_RETRIES + 1):
@@ -294,7 +308,7 @@ def _gpu_slots(device: str | None, workers: int | None, workers_per_gpu: int) ->
             raise ConfigError("device 'cuda' asked for but no GPU is visible")
         count = workers or len(gpus) * workers_per_gpu
         return [gpus[k % len(gpus)] for k in range(count)]
-    return [device] * (workers or _cpu_count())
+    return [device] * (workers or usable_cores())
 
 
 def _feed(
@@ -305,6 +319,7 @@ def _feed(
     result: Callable[[Any], dict[str, Any]],
     on_start: OnStart | None,
     replace: Callable[[Any, BaseException], Any | None],
+    stop: Stop | None = None,
 ) -> Rows:
     """Keep every slot busy with one job at a time and yield rows in completion order.
 
@@ -312,12 +327,16 @@ def _feed(
     done and returns it, ``result(handle)`` gives its row. A slot gets its next job as soon as it is free,
     so fast workers take more jobs. When ``result`` raises a device failure (:func:`is_device_error`, a
     dead process or actor), ``replace(slot, exc)`` gives the slot's successor (None: the slot is gone) and
-    the job goes back in the queue, up to :data:`DEVICE_RETRIES` times.
+    the job goes back in the queue, up to :data:`DEVICE_RETRIES` times. Once ``stop()`` is true no job
+    starts (nor restarts); the running ones still finish and are yielded.
     """
     pending = list(reversed(jobs))
     running: dict[Any, tuple[Any, CandidateJob]] = {}
     failures: dict[CandidateJob, int] = {}
     idle = list(slots)
+
+    def dealing() -> bool:
+        return bool(pending) and not (stop and stop())
 
     def submit(slot: Any) -> None:
         job = pending.pop()
@@ -325,7 +344,7 @@ def _feed(
         if on_start:
             on_start(job)
 
-    while pending and idle:
+    while idle and dealing():
         submit(idle.pop(0))
     while running:
         handle = wait_one(list(running))
@@ -344,10 +363,10 @@ def _feed(
                 raise DeviceError(
                     f"every worker was lost ({one_line(exc)}); run the same command to resume"
                 ) from None
-            if slot is not None:
+            if slot is not None and dealing():
                 submit(slot)
             continue
-        if pending:
+        if dealing():
             submit(slot)
         yield row
 
@@ -371,6 +390,9 @@ _PROCESS_WORKER: Worker | None = None
 
 def _init_process(context: RunContext, device: str, threads: int | None) -> None:
     global _PROCESS_WORKER
+    # Ctrl-C in a terminal reaches the whole process group: the driver decides (finish the jobs in flight,
+    # or terminate the workers at a second interrupt), so a worker never dies under its job from it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _PROCESS_WORKER = Worker(context, device, threads)
 
 
@@ -410,13 +432,19 @@ class LocalExecutor(Executor):
         self.device = self.devices[0]
         self.slots = len(self.devices)
         on_cpu = self.devices[0] == "cpu"
-        self.threads = threads or (max(1, _cpu_count() // self.slots) if on_cpu else None)
+        self.threads = threads or (max(1, usable_cores() // self.slots) if on_cpu else None)
         self.keep_alive = keep_alive
         self._pools: list[cf.ProcessPoolExecutor] = []
         self._device_of: dict[cf.ProcessPoolExecutor, str] = {}
         self._key: tuple | None = None
 
-    def run(self, jobs: Sequence[CandidateJob], context: RunContext, on_start: OnStart | None = None) -> Rows:
+    def run(
+        self,
+        jobs: Sequence[CandidateJob],
+        context: RunContext,
+        on_start: OnStart | None = None,
+        stop: Stop | None = None,
+    ) -> Rows:
         if not jobs:
             return
         key = context_key(context)
@@ -439,10 +467,12 @@ class LocalExecutor(Executor):
         try:
             submit = lambda pool, job: pool.submit(_run_in_process, job)  # noqa: E731
             yield from _feed(
-                list(self._pools), jobs, submit, _first_done, cf.Future.result, on_start, replace
+                list(self._pools), jobs, submit, _first_done, cf.Future.result, on_start, replace, stop
             )
             completed = True
         finally:
+            if not completed:  # interrupted: a job still running would only be thrown away
+                self._terminate()
             if not (self.keep_alive and completed):  # an interrupted run always stops its workers
                 self.close()
 
@@ -457,6 +487,13 @@ class LocalExecutor(Executor):
         for pool in self._pools:
             pool.shutdown(wait=False, cancel_futures=True)
         self._pools, self._device_of, self._key = [], {}, None
+
+    def _terminate(self) -> None:
+        """Kill the worker processes now (the pools' shutdown alone waits for their running jobs)."""
+        for pool in self._pools:
+            processes = getattr(pool, "_processes", None) or {}  # a public terminate_workers() needs 3.14
+            for process in list(processes.values()):
+                process.terminate()
 
 
 @register_executor
@@ -524,7 +561,13 @@ class RayExecutor(Executor):
         # Ray sets CUDA_VISIBLE_DEVICES to the actor's GPU, so "cuda" inside it is that GPU
         return count, {"num_gpus": share, "num_cpus": cpu}, "cuda"
 
-    def run(self, jobs: Sequence[CandidateJob], context: RunContext, on_start: OnStart | None = None) -> Rows:
+    def run(
+        self,
+        jobs: Sequence[CandidateJob],
+        context: RunContext,
+        on_start: OnStart | None = None,
+        stop: Stop | None = None,
+    ) -> Rows:
         if not jobs:
             return
         ray = self._ray
@@ -536,7 +579,9 @@ class RayExecutor(Executor):
                 self._spawn(context, len(jobs))
             wait_one = lambda refs: ray.wait(refs, num_returns=1)[0][0]  # noqa: E731
             submit = lambda actor, job: actor.run.remote(job)  # noqa: E731
-            yield from _feed(list(self._actors), jobs, submit, wait_one, ray.get, on_start, self._replace)
+            yield from _feed(
+                list(self._actors), jobs, submit, wait_one, ray.get, on_start, self._replace, stop
+            )
             completed = True
         finally:
             if not (self.keep_alive and completed):

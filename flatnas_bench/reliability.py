@@ -11,8 +11,10 @@ seeds, its two lowest seeds as the replicate pair and reports over those archs:
 * ``within_se``: the mean within-measurement standard error, where the caller has one per row (e.g. R over
   its M draws: ``flatness_r_std / sqrt(M)``).
 
-These are the noise ceilings of the metric: a surrogate cannot rank archs better than a second
-measurement does, so its cross-validated Kendall tau is read against ``kendall`` here.
+These are the metric's noise ceilings. A surrogate's cross-validated Kendall tau is read against them
+through :func:`attainable_kendall`: a predictor of the noise-free value correlates with one noisy
+measurement more closely than a second noisy measurement does, so the tau it can reach lies above
+``kendall`` (by about its square root, in correlation).
 
 >>> frame = pd.DataFrame({"arch": list("aabbcc"), "seed": [0, 1] * 3, "acc": [1.0, 1.1, 2.0, 2.2, 3.0, 2.9]})
 >>> r = metric_reliability(frame, "acc", boot=0)
@@ -54,6 +56,29 @@ class Reliability:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def attainable_kendall(seed_kendall: float, seeds: float = 1.0) -> float:
+    """The Kendall tau a perfect predictor of an arch's noise-free value reaches against the mean of
+    ``seeds`` measurements of it, given the metric's seed-to-seed Kendall tau: the ceiling of a
+    surrogate's cross-validated tau on such targets.
+
+    Gaussian model (measurement = true value + independent seed noise): Greiner's relation turns the
+    seed-to-seed tau t into a Pearson reliability rho = sin(pi t / 2); a mean of k seeds has reliability
+    k rho / (1 + (k - 1) rho) (Spearman-Brown); the true value correlates with it by that reliability's
+    square root, which Greiner's relation turns back into a tau. 0 when t <= 0 (no signal); NaN in, NaN
+    out. ``seeds`` may be fractional (the mean number of seeds per arch of a mixed table).
+
+    >>> round(attainable_kendall(0.5), 3), round(attainable_kendall(0.5, seeds=2), 3)
+    (0.636, 0.728)
+    """
+    if not math.isfinite(seed_kendall) or not math.isfinite(seeds) or seeds < 1:
+        return math.nan
+    if seed_kendall <= 0:
+        return 0.0
+    rho = math.sin(math.pi * min(seed_kendall, 1.0) / 2)
+    of_mean = seeds * rho / (1 + (seeds - 1) * rho)
+    return 2 / math.pi * math.asin(math.sqrt(of_mean))
 
 
 def _pair_rows(frame: pd.DataFrame, metric: str) -> pd.DataFrame:

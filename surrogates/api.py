@@ -27,7 +27,7 @@ import pandas as pd
 
 from flatnas_bench.costs import cost_arrays
 from flatnas_bench.errors import ConfigError, ModelFileError, TableError
-from flatnas_bench.reliability import table_reliability
+from flatnas_bench.reliability import attainable_kendall, table_reliability
 from flatnas_bench.results import resolve_metrics
 from flatnas_bench.space import Arch, ArchLike, parse_archs
 from flatnas_bench.table import BenchTable, as_table
@@ -103,7 +103,9 @@ class SurrogateSet:
     def cv_report(self) -> pd.DataFrame:
         """Cross-validation metrics, one row per target: kendall_tau, spearman_rho, r2, rmse, n, folds,
         then the target's noise ceiling from the training table's replicate seeds: ``ceiling_kendall``
-        (seed-to-seed Kendall tau; NaN when the table had no replicates) and ``ceiling_archs``."""
+        (seed-to-seed Kendall tau; NaN when the table had no replicates), ``ceiling_archs`` and
+        ``attainable_kendall`` (the CV tau a predictor of the noise-free value would reach; NaN for
+        surrogates fitted before it was stored)."""
         ceilings = self.meta.get("ceiling") or {}
         rows = [
             {
@@ -111,13 +113,15 @@ class SurrogateSet:
                 **self.meta["cv"][t],
                 "ceiling_kendall": (ceilings.get(t) or {}).get("kendall"),
                 "ceiling_archs": (ceilings.get(t) or {}).get("archs", 0),
+                "attainable_kendall": (ceilings.get(t) or {}).get("attainable"),
             }
             for t in self.targets
         ]
-        frame = pd.DataFrame(
-            rows, columns=["target", *METRICS, "n", "folds", "ceiling_kendall", "ceiling_archs"]
-        )
-        return frame.astype({m: float for m in (*METRICS, "ceiling_kendall")})  # null -> NaN
+        columns = ["target", *METRICS, "n", "folds", "ceiling_kendall", "ceiling_archs", "attainable_kendall"]
+        frame = pd.DataFrame(rows, columns=columns)
+        return frame.astype(
+            {m: float for m in (*METRICS, "ceiling_kendall", "attainable_kendall")}
+        )  # null: NaN
 
     def __getitem__(self, target: str) -> Surrogate:
         return self.models[self._check_targets([target])[0]]
@@ -207,17 +211,25 @@ class SurrogateSet:
 
 def noise_ceilings(table: BenchTable, targets: Sequence[str], boot: int = 200) -> dict[str, dict | None]:
     """Per target: the seed-to-seed agreement of its measurement over the table's archs with two seeds
-    (``kendall``, ``kendall_ci``, ``spearman``, ``archs``), the ceiling a surrogate's CV Kendall tau is
-    read against; None for targets without replicates (and for tables with no per-seed rows)."""
+    (``kendall``, ``kendall_ci``, ``spearman``, ``archs``), the mean number of seeds behind each arch's
+    training value (``seeds``) and the CV Kendall tau a perfect predictor of the noise-free value would
+    reach on those per-arch means (``attainable``, :func:`~flatnas_bench.reliability.attainable_kendall`);
+    None for targets without replicates (and for tables with no per-seed rows)."""
     try:
         found = {r.metric: r for r in table_reliability(table, boot=boot)}
+        long = table.per_seed()
     except TableError:
-        found = {}
+        found, long = {}, None
     out: dict[str, dict | None] = {}
     for target in targets:
         r = found.get(target)
-        out[target] = None if r is None else {
-            "kendall": r.kendall, "kendall_ci": list(r.kendall_ci), "spearman": r.spearman, "archs": r.archs
+        if r is None or long is None or target not in long:
+            out[target] = None
+            continue
+        seeds = float(long.loc[long[target].notna()].groupby("arch").size().mean())
+        out[target] = {
+            "kendall": r.kendall, "kendall_ci": list(r.kendall_ci), "spearman": r.spearman, "archs": r.archs,
+            "seeds": seeds, "attainable": attainable_kendall(r.kendall, seeds),
         }  # fmt: skip
     return out
 

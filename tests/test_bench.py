@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -68,9 +70,44 @@ class _Failing(Executor):
 
     name = "failing"
 
-    def run(self, jobs: Sequence[Any], context: RunContext, on_start: Any = None) -> Iterator[dict[str, Any]]:
+    def run(
+        self, jobs: Sequence[Any], context: RunContext, on_start: Any = None, stop: Any = None
+    ) -> Iterator[dict[str, Any]]:
         for job in jobs:
             yield failed_row(job, FloatingPointError("loss nan at epoch 1 step 1"), "cpu")
+
+
+class _SignalledWhileRunning(_Failing):
+    """Receives ``signals`` SIGINTs while its first job runs, then deals jobs until ``stop()`` says no
+    (a real executor's contract); every job's row is a failed row, so no training is needed."""
+
+    def __init__(self, signals: int) -> None:
+        self.signals, self.dealt = signals, 0
+
+    def run(self, jobs, context, on_start=None, stop=None):
+        for k, job in enumerate(jobs):
+            if stop():
+                return
+            self.dealt += 1
+            if k == 0:
+                for _ in range(self.signals):
+                    os.kill(os.getpid(), signal.SIGINT)  # handled before the next line runs
+            yield failed_row(job, FloatingPointError("loss nan at epoch 1 step 1"), "cpu")
+
+
+@pytest.mark.parametrize("signals, stored", [(1, 1), (2, 0)])
+def test_an_interrupt_finishes_the_jobs_in_flight_and_a_second_aborts(tmp_path, tiny_data, signals, stored):
+    table = tmp_path / "t.sqlite"
+    archs, executor = [CONV, MIXED, str(SKIP)], _SignalledWhileRunning(signals)
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        run_bench(archs, tiny_protocol(), table, tiny_data, executor=executor, progress=False)
+    assert executor.dealt == 1  # nothing dealt after the interrupt
+    with ResultStore(table, readonly=True) as store:
+        assert store.counts()["rows"] == stored  # the job in flight is committed, unless aborted
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before  # restored
+    rerun = run_bench(archs, tiny_protocol(), table, tiny_data, executor=_Failing(), progress=False)
+    assert (rerun.skipped, rerun.failed) == (stored, 3 - stored)  # resumes where it stopped
 
 
 def test_failed_rows_are_kept_and_retried_only_when_asked(tmp_path, tiny_data):

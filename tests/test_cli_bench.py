@@ -98,13 +98,19 @@ def clean_table(env: dict[str, Path]) -> Path:
     return table
 
 
-def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(env, clean_table):
-    table = env["base"] / "killed.sqlite"
-    command = [sys.executable, "-m", "cli.main", *bench_args(env["data"], table)]
+def _bench_until_a_row(data: Path, table: Path) -> tuple[subprocess.Popen, list[str]]:
+    """A real ``bench`` process (and its command), returned once its first row is committed."""
+    command = [sys.executable, "-m", "cli.main", *bench_args(data, table)]
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while committed_rows(table) < 1 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
+    return proc, command
+
+
+def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(env, clean_table):
+    table = env["base"] / "killed.sqlite"
+    proc, command = _bench_until_a_row(env["data"], table)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, proc.stdout.read().decode()
@@ -124,6 +130,23 @@ def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(env, clean_tab
         want = clean.to_frame().set_index("arch").sort_index()
     assert len(got) == N_ARCHS and got.index.is_unique
     pd.testing.assert_frame_equal(got[MEASURED[1:]], want[MEASURED[1:]])  # same numbers as a clean run
+
+
+def test_sigterm_finishes_the_candidate_in_flight_then_exits_130(env, clean_table):
+    table = env["base"] / "terminated.sqlite"
+    proc, _ = _bench_until_a_row(env["data"], table)
+    at_signal = committed_rows(table)
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=120)[0].decode()
+    assert proc.returncode == 130, output
+    assert f"interrupted: finished rows are in {table}; run the same command again to resume" in output
+    rows = committed_rows(table)
+    assert at_signal <= rows <= at_signal + 1 < N_ARCHS + 1  # the candidate in flight, and no new one
+    assert rows < N_ARCHS, "the signal must land before the end"
+    with ResultStore(table, readonly=True) as store, ResultStore(clean_table, readonly=True) as clean:
+        got = store.to_frame().set_index("arch").sort_index()
+        want = clean.to_frame().set_index("arch").loc[got.index]
+    pd.testing.assert_frame_equal(got[MEASURED[1:]], want[MEASURED[1:]])  # finished, not cut short
 
 
 def test_table_show_and_export(env, clean_table, tmp_path):

@@ -69,6 +69,16 @@ def test_user_mistakes_exit_2_with_one_line(args: list[str], needle: str) -> Non
     assert_one_line_error(info(*args), needle)
 
 
+def test_an_interrupt_is_one_line_and_exit_130(monkeypatch) -> None:
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(info_module, "arch_costs", interrupted)
+    result = info(INDEX0)
+    assert result.exit_code == 130, result.output
+    assert result.stderr.strip() == "interrupted: finished results are kept (bench, loop, retrain resume)"
+
+
 def test_missing_table_is_a_one_line_error(tmp_path) -> None:
     assert_one_line_error(info(INDEX0, "--table", str(tmp_path / "nope.csv")), "nope.csv")
 

@@ -154,7 +154,7 @@ def test_more_workers_than_the_cluster_can_hold_is_refused_in_one_line():
         actor_share([1.0], 1000, 1.0, "GPU")
 
 
-def _fake_feed(jobs, fail_times, lost_slots=()):
+def _fake_feed(jobs, fail_times, lost_slots=(), stop=None):
     """Run _feed over synchronous fake slots: job arch -> how many times it raises a device error."""
     from flatnas_bench.executors import _feed
 
@@ -175,7 +175,7 @@ def _fake_feed(jobs, fail_times, lost_slots=()):
         replaced.append(slot)
         return None if slot in lost_slots else f"{slot}'"
 
-    rows = list(_feed(["a", "b"], jobs, start, lambda handles: handles[0], result, None, replace))
+    rows = list(_feed(["a", "b"], jobs, start, lambda handles: handles[0], result, None, replace, stop))
     return rows, replaced
 
 
@@ -188,6 +188,46 @@ def test_a_device_error_replaces_the_worker_and_retries_the_job(jobs):
     assert sorted(r["arch"] for r in rows) == sorted(j.arch for j in jobs) and {r["slot"] for r in rows} == {
         "b"
     }
+
+
+def _stop_after(questions: int):
+    """A stop() that turns true from question ``questions + 1`` on."""
+    asked: list[int] = []
+
+    def stop() -> bool:
+        asked.append(1)
+        return len(asked) > questions
+
+    return stop
+
+
+def test_a_stop_deals_no_more_jobs_and_yields_those_in_flight(jobs):
+    # two questions: both slots get their first job, then the run stops dealing
+    rows, _ = _fake_feed(jobs, {}, stop=_stop_after(2))
+    assert [r["arch"] for r in rows] == [j.arch for j in jobs[:2]]  # the third job never started
+    rows, replaced = _fake_feed(jobs, {jobs[0].arch: 1}, stop=_stop_after(2))
+    assert [r["arch"] for r in rows] == [jobs[1].arch] and replaced == ["a"]  # the retry is not restarted
+
+
+def test_serial_stops_dealing_when_asked(context, jobs):
+    done: list[str] = []
+    rows = SerialExecutor(device="cpu", threads=1).run(jobs, context, stop=lambda: len(done) >= 1)
+    done.extend(r["arch"] for r in rows)
+    assert done == [jobs[0].arch]
+
+
+def test_an_interrupted_local_run_terminates_its_workers(context, jobs):
+    import signal
+
+    executor = get_executor("local", device="cpu", threads=1, workers=1)
+    rows = executor.run(jobs, context)
+    next(rows)  # the first job is done; the second is running or queued
+    processes = [p for pool in executor._pools for p in pool._processes.values()]
+    rows.close()  # what an interrupt in the driver does (bench closes the run)
+    for process in processes:
+        process.join(timeout=30)
+        assert process.exitcode == -signal.SIGTERM  # killed, not left to finish its job
+    assert executor._pools == []
 
 
 def test_a_lasting_device_error_stops_the_run_without_a_row(jobs):

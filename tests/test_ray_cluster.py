@@ -52,8 +52,10 @@ class _LoseANode(Executor):
         )
         self.nodes_seen: list[int] = []
 
-    def run(self, jobs: Sequence[Any], context: RunContext, on_start: Any = None) -> Iterator[dict[str, Any]]:
-        for k, row in enumerate(self.inner.run(jobs, context, on_start)):
+    def run(
+        self, jobs: Sequence[Any], context: RunContext, on_start: Any = None, stop: Any = None
+    ) -> Iterator[dict[str, Any]]:
+        for k, row in enumerate(self.inner.run(jobs, context, on_start, stop)):
             if k == 0:
                 self.nodes_seen.append(sum(n["Alive"] for n in ray.nodes()))
                 self.cluster.remove_node(self.node)

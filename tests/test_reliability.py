@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from flatnas_bench.reliability import (
+    attainable_kendall,
     icc1,
     metric_reliability,
     pair_reliability,
@@ -47,6 +48,25 @@ def test_reliability_of_signal_plus_noise_is_its_variance_share() -> None:
     rel = pair_reliability(pairs, "m", boot=0)
     assert rel.icc == pytest.approx(0.8, abs=0.02)
     assert math.isnan(rel.icc_ci[0])  # no bootstrap asked for
+
+
+@pytest.mark.parametrize("seeds", [1, 2, 3])
+def test_attainable_tau_is_what_the_noise_free_value_reaches_against_seed_means(seeds: int) -> None:
+    """Signal + Gaussian seed noise (reliability 0.5): the true value's Kendall tau against the mean of
+    k measurements, predicted from the seed-to-seed tau alone."""
+    rng = np.random.default_rng(2)
+    signal = rng.normal(0, 1.0, 4000)
+    measured = signal[:, None] + rng.normal(0, 1.0, (4000, max(2, seeds)))
+    seed_tau = stats.kendalltau(measured[:, 0], measured[:, 1])[0]
+    reached = stats.kendalltau(signal, measured[:, :seeds].mean(1))[0]
+    assert attainable_kendall(seed_tau, seeds) == pytest.approx(reached, abs=0.02)
+    assert seed_tau < attainable_kendall(seed_tau, 1) < attainable_kendall(seed_tau, 2)
+
+
+def test_attainable_tau_edges() -> None:
+    assert attainable_kendall(1.0) == pytest.approx(1.0) and attainable_kendall(1.0, 3) == pytest.approx(1.0)
+    assert attainable_kendall(-0.2) == 0.0 and attainable_kendall(0.0, 2) == 0.0
+    assert math.isnan(attainable_kendall(math.nan)) and math.isnan(attainable_kendall(0.5, 0.5))
 
 
 def test_replicate_pairs_takes_the_two_lowest_seeds_and_skips_single_or_missing() -> None:
@@ -167,6 +187,10 @@ def test_fit_surrogate_reports_each_target_beside_its_noise_ceiling(tmp_path) ->
     a, b = rows[rows.seed == 0]["val_acc"].to_numpy(), rows[rows.seed == 1]["val_acc"].to_numpy()
     assert meta["ceiling"]["cifar10_val_acc_proxy"]["kendall"] == pytest.approx(stats.kendalltau(a, b)[0])
     assert meta["ceiling"]["cifar10_flatness_r_proxy"]["archs"] == 12
+    val = meta["ceiling"]["cifar10_val_acc_proxy"]
+    assert val["seeds"] == pytest.approx(25 / 12)  # 12 archs x 2 seeds, one with a third
+    assert val["attainable"] == pytest.approx(attainable_kendall(val["kendall"], 25 / 12))
+    assert val["kendall"] < val["attainable"] < 1.0
     # the surrogate trains on per-arch seed means
     from surrogates import load_surrogate
 
@@ -181,5 +205,6 @@ def test_fit_surrogate_reports_each_target_beside_its_noise_ceiling(tmp_path) ->
         report.loc["cifar10_val_acc_proxy", "kendall_tau"]
     )
     assert record["cifar10_flatness_r_proxy_ceiling_tau"] == pytest.approx(1.0)
+    assert record["cifar10_val_acc_proxy_attainable_tau"] == pytest.approx(val["attainable"])
     shown = runner.invoke(app, ["query", arch, "--surrogate", str(out)], terminal_width=250)
-    assert "ceiling 1.00" in shown.output and "CV tau" in shown.output
+    assert "seed tau 1.00, attainable 1.00" in shown.output and "CV tau" in shown.output
