@@ -390,9 +390,10 @@ _PROCESS_WORKER: Worker | None = None
 
 def _init_process(context: RunContext, device: str, threads: int | None) -> None:
     global _PROCESS_WORKER
-    # Ctrl-C in a terminal reaches the whole process group: the driver decides (finish the jobs in flight,
-    # or terminate the workers at a second interrupt), so a worker never dies under its job from it.
+    # Ctrl-C in a terminal, or a scheduler's SIGTERM, reaches the whole process group: the driver decides
+    # (finish the jobs in flight, or kill the workers at a second signal), so no job dies under it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _PROCESS_WORKER = Worker(context, device, threads)
 
 
@@ -493,7 +494,7 @@ class LocalExecutor(Executor):
         for pool in self._pools:
             processes = getattr(pool, "_processes", None) or {}  # a public terminate_workers() needs 3.14
             for process in list(processes.values()):
-                process.terminate()
+                process.kill()  # SIGKILL: the workers ignore SIGINT and SIGTERM
 
 
 @register_executor

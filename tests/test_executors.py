@@ -226,7 +226,7 @@ def test_an_interrupted_local_run_terminates_its_workers(context, jobs):
     rows.close()  # what an interrupt in the driver does (bench closes the run)
     for process in processes:
         process.join(timeout=30)
-        assert process.exitcode == -signal.SIGTERM  # killed, not left to finish its job
+        assert process.exitcode == -signal.SIGKILL  # killed, not left to finish its job
     assert executor._pools == []
 
 
