@@ -28,7 +28,7 @@ import pandas as pd
 from flatnas_bench.costs import cost_arrays
 from flatnas_bench.errors import ConfigError, ModelFileError, TableError
 from flatnas_bench.reliability import attainable_kendall, table_reliability
-from flatnas_bench.results import resolve_metrics
+from flatnas_bench.results import CORR_ACC_RESID, resolve_metrics
 from flatnas_bench.space import Arch, ArchLike, parse_archs
 from flatnas_bench.table import BenchTable, as_table
 from surrogates import io
@@ -223,10 +223,12 @@ def noise_ceilings(table: BenchTable, targets: Sequence[str], boot: int = 200) -
     out: dict[str, dict | None] = {}
     for target in targets:
         r = found.get(target)
-        if r is None or long is None or target not in long:
+        # the residual is derived, not a stored column: its seeds are those of corruption accuracy
+        column = target.replace(CORR_ACC_RESID, "corr_acc_mean", 1)
+        if r is None or long is None or column not in long:
             out[target] = None
             continue
-        seeds = float(long.loc[long[target].notna()].groupby("arch").size().mean())
+        seeds = float(long.loc[long[column].notna()].groupby("arch").size().mean())
         out[target] = {
             "kendall": r.kendall, "kendall_ci": list(r.kendall_ci), "spearman": r.spearman, "archs": r.archs,
             "seeds": seeds, "attainable": attainable_kendall(r.kendall, seeds),

@@ -178,8 +178,8 @@ def test_fit_surrogate_reports_each_target_beside_its_noise_ceiling(tmp_path) ->
     out = tmp_path / "sur"
     fitted = runner.invoke(
         app,
-        ["fit-surrogate", "--table", str(path), "--targets", "val_acc,flatness_r", "--out", str(out),
-         "--folds", "3", "--models", "2"],
+        ["fit-surrogate", "--table", str(path), "--targets", "val_acc,flatness_r,corr_acc_resid",
+         "--out", str(out), "--folds", "3", "--models", "2"],
     )  # fmt: skip
     assert fitted.exit_code == 0, fitted.output
     assert "1.0000 (n=12)" in fitted.output  # R's seeds rank the archs identically
@@ -191,6 +191,15 @@ def test_fit_surrogate_reports_each_target_beside_its_noise_ceiling(tmp_path) ->
     assert val["seeds"] == pytest.approx(25 / 12)  # 12 archs x 2 seeds, one with a third
     assert val["attainable"] == pytest.approx(attainable_kendall(val["kendall"], 25 / 12))
     assert val["kendall"] < val["attainable"] < 1.0
+    from flatnas_bench.reliability import table_reliability
+    from flatnas_bench.table_readers import load_table
+
+    resid = {r.metric: r for r in table_reliability(load_table(path), boot=10)}[
+        "cifar10_corr_acc_resid_proxy"
+    ]
+    derived = meta["ceiling"]["cifar10_corr_acc_resid_proxy"]  # a derived target has its ceiling too
+    assert derived["kendall"] == pytest.approx(resid.kendall) and derived["archs"] == 12
+    assert derived["seeds"] == pytest.approx(25 / 12)  # the seeds behind corruption accuracy
     # the surrogate trains on per-arch seed means
     from surrogates import load_surrogate
 
