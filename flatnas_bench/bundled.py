@@ -21,10 +21,13 @@ BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
 TABLE_FILE = "proxy_cifar10.csv"
 SURROGATE_DIR = "surrogate"
 ARCH_FILE = "archs.txt"
+REPLICATE_FILE = "replicates.txt"  # the 150 archs of ARCH_FILE measured with a second seed
 PROTOCOL = "proxy"  # the protocol every bundled row was measured at (card in bundled/PROVENANCE.md)
 
 # What the bundled surrogate predicts (short names; stored as cifar10_<name>_proxy).
-SURROGATE_TARGETS = ("val_acc", "test_acc", "flatness_r", "loss_sharpness", "corr_acc_mean")
+SURROGATE_TARGETS = (
+    "val_acc", "test_acc", "flatness_r", "loss_sharpness", "corr_acc_mean", "corr_acc_rel", "corr_acc_resid",
+)  # fmt: skip
 
 
 def bundled_table_path() -> Path:
@@ -50,7 +53,13 @@ def bundled_arch_file() -> Path:
     return BUNDLED_DIR / ARCH_FILE
 
 
+def bundled_replicate_file() -> Path:
+    """The bundled archs that were also measured with training seed 1 (drawn at random; PROVENANCE.md)."""
+    return BUNDLED_DIR / REPLICATE_FILE
+
+
 def load_bundled_table() -> BenchTable:
-    """The bundled table as a :class:`~flatnas_bench.table.BenchTable` (its CSV predates ``corr_acc_rel``,
-    which is derived on load)."""
+    """The bundled table as a :class:`~flatnas_bench.table.BenchTable`: one row per arch, each metric the
+    mean over the arch's seeds (``cifar10_n_seeds_proxy`` says how many), per-seed rows kept for
+    :func:`~flatnas_bench.reliability.table_reliability`."""
     return load_table(bundled_table_path())

@@ -328,7 +328,7 @@ def _feed(
     so fast workers take more jobs. When ``result`` raises a device failure (:func:`is_device_error`, a
     dead process or actor), ``replace(slot, exc)`` gives the slot's successor (None: the slot is gone) and
     the job goes back in the queue, up to :data:`DEVICE_RETRIES` times. Once ``stop()`` is true no job
-    starts (nor restarts); the running ones still finish and are yielded.
+    starts (nor restarts, nor is a lost worker replaced); the running ones still finish and are yielded.
     """
     pending = list(reversed(jobs))
     running: dict[Any, tuple[Any, CandidateJob]] = {}
@@ -358,12 +358,14 @@ def _feed(
             if failures[job] > DEVICE_RETRIES:
                 raise _gave_up(job, exc) from None
             pending.append(job)
+            if not dealing():  # stopping: the job is left for the next run, and its worker needs no successor
+                continue
             slot = replace(slot, exc)
             if slot is None and not running:
                 raise DeviceError(
                     f"every worker was lost ({one_line(exc)}); run the same command to resume"
                 ) from None
-            if slot is not None and dealing():
+            if slot is not None:
                 submit(slot)
             continue
         if dealing():

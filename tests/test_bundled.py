@@ -8,13 +8,16 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from flatnas_bench.bench import read_arch_file
 from flatnas_bench.bundled import (
     PROTOCOL,
     SURROGATE_TARGETS,
     bundled_arch_file,
+    bundled_replicate_file,
     bundled_surrogate_dir,
     bundled_table_path,
     load_bundled_table,
@@ -34,20 +37,22 @@ def frame() -> pd.DataFrame:
 
 
 def test_table_schema_and_row_count(frame: pd.DataFrame) -> None:
-    # a 0.1 `table export`, from before corr_acc_rel and flatness_r_se joined the contract: every other
-    # store column, in order
-    assert tuple(frame.columns) == tuple(
-        c for c in STORE_COLUMNS if c not in ("corr_acc_rel", "flatness_r_se")
-    )
-    archs = [line for line in bundled_arch_file().read_text().splitlines() if line.strip()]
-    assert len(frame) == len(archs) == 503
+    # a `table export` of the 0.2 build: every store column, in order; one row per (arch, seed)
+    assert tuple(frame.columns) == STORE_COLUMNS
+    archs, replicated = read_arch_file(bundled_arch_file()), read_arch_file(bundled_replicate_file())
+    assert len(archs) == 503 and len(replicated) == 150 and set(replicated) <= set(archs)
+    assert len(frame) == 503 + 150
     assert frame["error"].isna().all()
     assert (frame["protocol"] == PROTOCOL).all() and frame["protocol_hash"].nunique() == 1
-    assert frame["arch"].is_unique
+    assert not frame.duplicated(["arch", "seed"]).any()
+    seeds = frame.groupby("arch")["seed"].apply(frozenset)
+    assert set(seeds.index) == set(archs)
+    assert {a for a, s in seeds.items() if s == {0, 1}} == set(replicated)
+    assert (frame["device"] == "cpu (1 thread)").all()  # reproducible with --threads 1
 
 
 def test_table_holds_distinct_canonical_archs_and_the_required_ones(frame: pd.DataFrame) -> None:
-    archs = [Arch.from_str(s) for s in frame["arch"]]
+    archs = [Arch.from_str(s) for s in frame["arch"].unique()]
     assert all(a == a.canonical() for a in archs)
     assert len({a.iso_key for a in archs}) == len(archs) >= 500
     present = set(frame["arch"])
@@ -59,7 +64,7 @@ def test_table_numbers_are_sane(frame: pd.DataFrame) -> None:
     for column in ("val_acc", "test_acc", "train_acc", "corr_acc_mean"):
         assert frame[column].between(10.0, 100.0).all(), column  # every arch learned something
     assert frame["flatness_r"].between(0.0, 100.0).all()
-    conv = frame.loc[frame["arch"] == str(ALL_CONV), "val_acc"].item()
+    conv = frame.loc[frame["arch"] == str(ALL_CONV), "val_acc"].mean()
     assert conv > frame["val_acc"].median()  # conv-heavy cells beat the typical cell
     per = json.loads(frame["corr_per"].iloc[0])
     assert len(per) == 15
@@ -69,12 +74,17 @@ def test_loads_through_the_table_api() -> None:
     table = load_bundled_table()
     assert len(table) == 503
     assert metric_name("cifar10", "flatness_r", PROTOCOL) in table.metrics
-    # corr_acc_rel is derived on load from the stored corr_acc_mean and test_acc
-    raw = pd.read_csv(bundled_table_path()).set_index("arch")
-    arch = str(ALL_CONV)
-    expected = raw.loc[arch, "corr_acc_mean"] / raw.loc[arch, "test_acc"]
-    assert table.get(arch, "corr_acc_rel") == pytest.approx(expected, rel=1e-12)
-    assert 0.5 < expected < 1.5
+    assert len(table.per_seed()) == 503 + 150
+    raw = pd.read_csv(bundled_table_path())
+    twice = raw["arch"].value_counts()
+    arch = twice.index[0]  # a replicated arch: the table holds the mean of its two seeds
+    assert twice.iloc[0] == 2
+    rows = raw[raw["arch"] == arch]
+    assert table.get(arch, "val_acc") == pytest.approx(rows["val_acc"].mean(), rel=1e-12)
+    assert table.get(arch, "n_seeds") == 2
+    # corr_acc_rel is a stored column: corruption / clean test accuracy of each row
+    np.testing.assert_allclose(raw["corr_acc_rel"], raw["corr_acc_mean"] / raw["test_acc"], rtol=1e-12)
+    assert table.get(arch, "corr_acc_rel") == pytest.approx(rows["corr_acc_rel"].mean(), rel=1e-12)
 
 
 def test_surrogate_loads_and_predicts_every_target() -> None:
@@ -86,6 +96,9 @@ def test_surrogate_loads_and_predicts_every_target() -> None:
     assert (report["folds"] == 5).all() and report[
         ["kendall_tau", "spearman_rho", "r2", "rmse"]
     ].notna().all().all()
+    # every target carries its noise ceiling from the 150 replicated archs
+    assert (report["ceiling_archs"] == 150).all()
+    assert report[["ceiling_kendall", "attainable_kendall"]].notna().all().all()
     out = model.predict([Arch.from_str(NB201_BEST)])
     assert out.notna().all().all()
 

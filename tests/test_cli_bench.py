@@ -98,10 +98,12 @@ def clean_table(env: dict[str, Path]) -> Path:
     return table
 
 
-def _bench_until_a_row(data: Path, table: Path) -> tuple[subprocess.Popen, list[str]]:
+def _bench_until_a_row(data: Path, table: Path, *extra: str, **kwargs) -> tuple[subprocess.Popen, list[str]]:
     """A real ``bench`` process (and its command), returned once its first row is committed."""
-    command = [sys.executable, "-m", "cli.main", *bench_args(data, table)]
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    command = [sys.executable, "-m", "cli.main", *bench_args(data, table, *extra, **kwargs)]
+    proc = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
     deadline = time.monotonic() + 60
     while committed_rows(table) < 1 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -147,6 +149,25 @@ def test_sigterm_finishes_the_candidate_in_flight_then_exits_130(env, clean_tabl
         got = store.to_frame().set_index("arch").sort_index()
         want = clean.to_frame().set_index("arch").loc[got.index]
     pd.testing.assert_frame_equal(got[MEASURED[1:]], want[MEASURED[1:]])  # finished, not cut short
+
+
+def test_sigterm_to_the_process_group_lets_local_workers_finish_their_candidates(env, clean_table):
+    # what a scheduler does (SLURM signals the whole job): the workers get the signal too, and ignore it
+    table = env["base"] / "group-terminated.sqlite"
+    proc, _ = _bench_until_a_row(env["data"], table, "--workers", "2", executor="local")
+    at_signal = committed_rows(table)
+    os.killpg(proc.pid, signal.SIGTERM)
+    output = proc.communicate(timeout=120)[0].decode()
+    assert proc.returncode == 130, output
+    rows = committed_rows(table)
+    assert (
+        at_signal + 2 <= rows < N_ARCHS
+    )  # both candidates in flight finished (more only if one ended first)
+    with ResultStore(table, readonly=True) as store, ResultStore(clean_table, readonly=True) as clean:
+        got = store.to_frame().set_index("arch").sort_index()
+        want = clean.to_frame().set_index("arch").loc[got.index]
+    assert (got["error"].isna()).all()  # no candidate was cut short into a failed row
+    pd.testing.assert_frame_equal(got[MEASURED[1:]], want[MEASURED[1:]])  # each finished as in a clean run
 
 
 def test_table_show_and_export(env, clean_table, tmp_path):
