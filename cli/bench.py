@@ -104,6 +104,12 @@ def bench(
     deterministic: Annotated[
         bool, typer.Option("--deterministic", help="CUDA: deterministic kernels, no TF32 (slower).")
     ] = False,
+    save_weights: Annotated[
+        Path | None,
+        typer.Option(
+            "--save-weights", help="Keep each trained network's weights in this directory (for re-measuring)."
+        ),
+    ] = None,
     plan: Annotated[
         bool,
         typer.Option(
@@ -144,6 +150,7 @@ def bench(
             corruptions=corruptions,
             deterministic=deterministic,
             precision=chosen_precision,
+            save_weights=save_weights,
             **options,
         )
     except KeyboardInterrupt:

@@ -299,6 +299,7 @@ def run_bench(
     workers_per_gpu: int | None = None,
     deterministic: bool = False,
     precision: str | None = None,
+    save_weights: str | os.PathLike[str] | None = None,
 ) -> BenchSummary:
     """Measure ``archs`` x ``seeds`` under ``protocol`` into the SQLite table at ``table_path``; resumable.
 
@@ -313,6 +314,8 @@ def run_bench(
     On CUDA an fp32 protocol runs in bf16 autocast unless ``precision="fp32"`` (see :func:`run_protocol`).
     ``deterministic`` asks CUDA workers for deterministic kernels without TF32 (slower; CPU always is).
     ``progress`` shows a live display on a terminal and plain lines when stderr is a log file.
+    ``save_weights`` is a directory that keeps each new row's trained network
+    (:mod:`flatnas_bench.weights`), for measuring it again later without retraining.
     """
     from flatnas_bench.candidate import CandidateJob
     from flatnas_bench.data import find_layout, load_images
@@ -344,6 +347,7 @@ def run_bench(
                     data_path=str(data_path),
                     corruption_set=corruption_set_for(protocol, data_path, corruptions),
                     deterministic=deterministic,
+                    save_weights=None if save_weights is None else str(Path(save_weights).resolve()),
                 )
                 display.begin(len(jobs), len(canonical) * len(seeds) - len(jobs))
                 counts = _commit_results(executor, jobs, context, store, display)

@@ -68,13 +68,15 @@ def evaluate_candidate(
     device: str | torch.device | None = None,
     *,
     data_path: str | os.PathLike | None = None,
+    weights_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Train and measure ``job``; return its result row. Divergence gives a row with ``error`` set.
 
     Pass ``data`` (a :class:`DeviceData` built for this protocol, kept resident across jobs) or
     ``data_path`` (loaded here, on ``device``, default CPU). With ``corruption_set`` (a
     :class:`flatnas_bench.robustness.CorruptionSet`) and ``protocol.corruption_subset > 0``, the first
-    ``corruption_subset`` images of every (corruption, severity) are evaluated too.
+    ``corruption_subset`` images of every (corruption, severity) are evaluated too. With ``weights_dir``,
+    the trained network is saved there (:func:`flatnas_bench.weights.weights_path`) before it is measured.
     """
     protocol = job.protocol
     if data is None:
@@ -102,6 +104,10 @@ def evaluate_candidate(
     except Diverged as exc:
         return complete_row({**row, "error": str(exc)})
     row.update(train_acc=stats.train_acc, train_loss=stats.train_loss, train_sec=stats.seconds)
+    if weights_dir is not None:
+        from flatnas_bench.weights import save_weights, weights_path
+
+        save_weights(model, weights_path(weights_dir, job.arch, protocol, job.seed))
 
     start = time.perf_counter()
     val_x = data.normalize(data.val_x)  # normalised once: flatness evaluates it 1 + M times

@@ -30,6 +30,7 @@ stops the run, which resumes from the table.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 import math
 import multiprocessing
 import os
@@ -74,6 +75,7 @@ class RunContext:
     splits: Splits | None = None
     corruption_set: Any = None
     deterministic: bool = False  # CUDA: deterministic kernels, no TF32 (see train.configure_numerics)
+    save_weights: str | None = None  # directory for each trained network's weights (flatnas_bench.weights)
 
     def __post_init__(self) -> None:
         if self.data_path is None and self.splits is None:
@@ -114,7 +116,12 @@ class Worker:
                 f"job protocol {job.protocol.hash} is not the run's {self.context.protocol.hash}"
             )
         try:
-            return evaluate_candidate(job, data=self.data, corruption_set=self.context.corruption_set)
+            return evaluate_candidate(
+                job,
+                data=self.data,
+                corruption_set=self.context.corruption_set,
+                weights_dir=self.context.save_weights,
+            )
         except Exception as exc:  # a bug in one candidate must not stop the run
             if is_device_error(exc):
                 raise DeviceError(f"{self.device}: {one_line(exc)}") from None
@@ -599,10 +606,9 @@ class RayExecutor(Executor):
         self.slots = count
         splits = context.splits if context.splits is not None else load_splits(context)
         corruption_set = None if context.corruption_set is None else ray.put(context.corruption_set)
-        shipped = RunContext(
-            context.protocol, splits=ray.put(splits), corruption_set=corruption_set,
-            deterministic=context.deterministic,
-        )  # fmt: skip
+        shipped = dataclasses.replace(
+            context, data_path=None, splits=ray.put(splits), corruption_set=corruption_set
+        )
         actor_cls = ray.remote(_RayWorker).options(**options)
         self._new_actor = lambda: actor_cls.remote(shipped, device, self.threads)
         self._actors = [self._new_actor() for _ in range(count if self.keep_alive else min(count, jobs))]
@@ -657,8 +663,8 @@ class _RayWorker:
     def __init__(self, context: RunContext, device: str, threads: int | None) -> None:
         import ray
 
-        local = RunContext(
-            context.protocol,
+        local = dataclasses.replace(
+            context,
             splits=ray.get(context.splits),
             corruption_set=None if context.corruption_set is None else ray.get(context.corruption_set),
         )

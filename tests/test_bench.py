@@ -210,3 +210,30 @@ def test_the_row_says_how_cuda_computed():
     before = torch.are_deterministic_algorithms_enabled()
     configure_numerics("cpu", deterministic=True)  # CPU is exact by seed already: nothing to switch
     assert torch.are_deterministic_algorithms_enabled() == before and numerics_label("cpu") == ""
+
+
+def test_save_weights_keeps_each_rows_network_and_it_measures_the_same(tmp_path, tiny_data):
+    from flatnas_bench.data import DeviceData
+    from flatnas_bench.errors import ModelFileError
+    from flatnas_bench.train import predict
+    from flatnas_bench.weights import load_weights, weights_path
+
+    protocol = tiny_protocol(batch_size=8)
+    table, weights = tmp_path / "t.sqlite", tmp_path / "weights"
+    run_bench([CONV, MIXED], protocol, table, tiny_data, seeds=(0, 1), progress=False, threads=1,
+              save_weights=weights)  # fmt: skip
+    files = sorted(p.name for p in (weights / protocol.hash).iterdir())
+    assert len(files) == 4 and all(f.endswith(".pt") for f in files)
+    with ResultStore(table, readonly=True) as store:
+        frame = store.to_frame()
+    data = DeviceData.for_protocol(tiny_data, protocol, "cpu")
+    for row in frame.itertuples():
+        model = load_weights(weights_path(weights, row.arch, protocol, row.seed), row.arch, protocol, 10)
+        correct, _ = predict(model, data.test_x, data.test_y, transform=data.normalize)
+        assert 100.0 * correct.float().mean().item() == pytest.approx(row.test_acc, abs=1e-9)
+    with pytest.raises(ModelFileError, match="does not fit"):
+        load_weights(weights_path(weights, CONV, protocol, 0), MIXED, protocol, 10)
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a weights file")
+    with pytest.raises(ModelFileError, match="not a weights file"):
+        load_weights(broken, CONV, protocol, 10)
