@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from flatnas_bench.bundled import BUNDLED_DIR, SURROGATE_DIR, TABLE_FILE
-from flatnas_bench.results import corr_acc_rel
+from flatnas_bench.core.results import corr_acc_rel
+from flatnas_bench.tables.bundled import BUNDLED_DIR, SURROGATE_DIR, TABLE_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 NB201_COLUMN = "cifar10_test_acc_200ep"
@@ -168,7 +168,7 @@ RELIABILITY_METRICS = ("val_acc", "test_acc", "flatness_r", "loss_sharpness", "c
 
 
 def reliability(rows: pd.DataFrame) -> None:
-    from flatnas_bench.reliability import metric_reliability
+    from flatnas_bench.tables.reliability import metric_reliability
 
     rows = rows.assign(corr_acc_rel=corr_acc_rel(rows["corr_acc_mean"], rows["test_acc"]))
     replicated = int((rows.groupby("arch")["seed"].nunique() >= 2).sum())

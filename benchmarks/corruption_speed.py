@@ -23,14 +23,14 @@ import time
 import cv2
 import numpy as np
 
-from flatnas_bench.cores import usable_cores
-from flatnas_bench.corruption_textures import frost_source, frost_textures
-from flatnas_bench.corruptions import ALL_CORRUPTIONS, SEVERITIES, iter_corruptions
+from flatnas_bench.core.cores import usable_cores
+from flatnas_bench.corruptions.operations import ALL_CORRUPTIONS, SEVERITIES, iter_corruptions
+from flatnas_bench.corruptions.textures import frost_source, frost_textures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", help="clean dataset (any layout flatnas_bench.data.load_images reads)")
+    parser.add_argument("data", help="clean dataset (any layout flatnas_bench.engine.data.load_images reads)")
     parser.add_argument("--dataset", default="cifar10")
     parser.add_argument("--images", type=int, default=None, help="first N test images (default: all)")
     parser.add_argument("--corruptions", default=",".join(ALL_CORRUPTIONS))
@@ -44,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     # imported here, not at the top: the worker processes import this script, and the data module pulls
     # in torch (seconds of start-up that generation does not need)
-    from flatnas_bench.data import load_images
+    from flatnas_bench.engine.data import load_images
 
     test = load_images(args.data, args.dataset).test
     x = test.x[: args.images]

@@ -38,15 +38,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_speed import ARCHS, baseline_seconds
 
-from flatnas_bench.bench import run_protocol
-from flatnas_bench.candidate import CandidateJob
-from flatnas_bench.data import Dataset, DeviceData, Images, make_splits
-from flatnas_bench.executors import LocalExecutor, RunContext
-from flatnas_bench.flatness import flatness
-from flatnas_bench.plan import plan_bench
-from flatnas_bench.protocol import Protocol, get_protocol
-from flatnas_bench.space import canonical_archs
-from flatnas_bench.train import configure_numerics, train_model
+from flatnas_bench.bench.driver import run_protocol
+from flatnas_bench.bench.executors import LocalExecutor, RunContext
+from flatnas_bench.bench.plan import plan_bench
+from flatnas_bench.core.protocol import Protocol, get_protocol
+from flatnas_bench.engine.candidate import CandidateJob
+from flatnas_bench.engine.data import Dataset, DeviceData, Images, make_splits
+from flatnas_bench.engine.flatness import flatness
+from flatnas_bench.engine.train import configure_numerics, train_model
+from flatnas_bench.nb201.space import canonical_archs
 
 # What each mode measures; every size in one place. Steps are optimiser steps of `batch` images.
 SETTINGS = {

@@ -43,10 +43,10 @@ class Target:
 
 # Must name exactly the modules of [tool.mutmut] only_mutate (checked at start).
 TARGETS: dict[str, Target] = {
-    "flatnas_bench/space.py": Target(("tests/test_space.py",)),
-    "flatnas_bench/costs.py": Target(("tests/test_costs.py",)),
-    "flatnas_bench/encodings.py": Target(("tests/test_encodings.py",)),
-    "flatnas_bench/flatness.py": Target(
+    "flatnas_bench/nb201/space.py": Target(("tests/test_space.py",)),
+    "flatnas_bench/nb201/costs.py": Target(("tests/test_costs.py",)),
+    "flatnas_bench/nb201/encodings.py": Target(("tests/test_encodings.py",)),
+    "flatnas_bench/engine/flatness.py": Target(
         (
             "tests/test_flatness.py",
             "tests/test_definitions.py::test_fom_weighs_err_by_alpha_and_r_by_alpha_norm_times_one_minus_alpha",
@@ -67,11 +67,11 @@ TARGETS: dict[str, Target] = {
             "x_alpha_norm__*",
         ),
     ),
-    "flatnas_bench/sam.py": Target(("tests/test_sam.py",)),
-    "flatnas_bench/search.py": Target(
+    "flatnas_bench/engine/sam.py": Target(("tests/test_sam.py",)),
+    "flatnas_bench/search/engine.py": Target(
         ("tests/test_search.py",), ("x_pareto_front__*", "xǁBoundsǁ*", "x_hypervolume__*")
     ),
-    "flatnas_bench/robustness.py": Target(
+    "flatnas_bench/corruptions/robustness.py": Target(
         ("tests/test_robustness.py", "tests/test_metric_values.py"),
         ("x_corruption_metrics__*", "x_corruption_accuracies__*"),
     ),

@@ -41,15 +41,15 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from flatnas_bench.bench import balanced_subset, corruption_set_for
-from flatnas_bench.bundled import bundled_table_path
-from flatnas_bench.data import DeviceData
-from flatnas_bench.encodings import live_route_counts
-from flatnas_bench.flatness import perturbation_outcomes
-from flatnas_bench.protocol import Protocol, get_protocol
-from flatnas_bench.reliability import pair_reliability, replicate_pairs
-from flatnas_bench.results import residual_metric
-from flatnas_bench.train import predict, train_model
+from flatnas_bench.bench.driver import balanced_subset, corruption_set_for
+from flatnas_bench.core.protocol import Protocol, get_protocol
+from flatnas_bench.core.results import residual_metric
+from flatnas_bench.engine.data import DeviceData
+from flatnas_bench.engine.flatness import perturbation_outcomes
+from flatnas_bench.engine.train import predict, train_model
+from flatnas_bench.nb201.encodings import live_route_counts
+from flatnas_bench.tables.bundled import bundled_table_path
+from flatnas_bench.tables.reliability import pair_reliability, replicate_pairs
 
 SIGMAS = (0.05, 0.1, 0.2)
 MEASURED = ("flatness_r", "loss_sharpness", "val_acc", "corr_acc_mean", "corr_acc_rel", "corr_acc_resid")
@@ -188,7 +188,7 @@ def measure(budget: str, arch: str, seed: int) -> dict:
 def _corruption_members(spec: Budget, protocol: Protocol) -> dict[int, torch.Tensor]:
     """For each reported corruption subset size k: a mask over the generated set's images marking the
     class-balanced k-subset (balanced subsets are nested, so each is a subset of the generated one)."""
-    from flatnas_bench.data import load_images
+    from flatnas_bench.engine.data import load_images
 
     test_y = load_images(_WORKER["path"], protocol.dataset).test.y
     generated = balanced_subset(test_y, protocol.corruption_subset)

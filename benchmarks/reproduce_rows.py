@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from flatnas_bench.bench import run_bench
-from flatnas_bench.protocol import get_protocol
-from flatnas_bench.results import RESULT_COLUMNS
-from flatnas_bench.store import ResultStore
+from flatnas_bench.bench.driver import run_bench
+from flatnas_bench.core.protocol import get_protocol
+from flatnas_bench.core.results import RESULT_COLUMNS
+from flatnas_bench.tables.store import ResultStore
 
 ROOT = Path(__file__).resolve().parents[1]
 # what a re-run may change: timing, the device label (it names the thread count) and the package version

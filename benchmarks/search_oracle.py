@@ -3,9 +3,9 @@
 Every method gets the same budget of distinct canonical archs (default 100) and 10 seeds:
 
 * random search: ``sample_archs(budget, seed, unique=True)``;
-* plain NSGA-II on the oracle: :class:`flatnas_bench.search.Search` scoring the table directly
+* plain NSGA-II on the oracle: :class:`flatnas_bench.search.engine.Search` scoring the table directly
   (population 20), its first ``budget`` distinct archs;
-* the FlatNAS loop (:func:`flatnas_bench.loop.run_loop`): 20 random archs, then 10 per iteration picked
+* the FlatNAS loop (:func:`flatnas_bench.search.loop.run_loop`): 20 random archs, then 10 per iteration picked
   on a surrogate from ``surrogates.fit_surrogate`` (XGBoost ensemble of 5), refitted every iteration.
 
 Tasks:
@@ -30,11 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from flatnas_bench.loop import LoopConfig, TableOracle, run_loop
-from flatnas_bench.objectives import ObjectiveContext, make_objectives
-from flatnas_bench.search import Bounds, Search, SearchConfig, exhaustive, hypervolume, pareto_front
-from flatnas_bench.space import Arch, sample_archs
-from flatnas_bench.table_readers import load_table
+from flatnas_bench.nb201.space import Arch, sample_archs
+from flatnas_bench.search.engine import Bounds, Search, SearchConfig, exhaustive, hypervolume, pareto_front
+from flatnas_bench.search.loop import LoopConfig, TableOracle, run_loop
+from flatnas_bench.search.objectives import ObjectiveContext, make_objectives
+from flatnas_bench.tables.readers import load_table
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CSV = (

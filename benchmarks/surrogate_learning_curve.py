@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from flatnas_bench.space import all_archs
-from flatnas_bench.table_readers import load_table
+from flatnas_bench.nb201.space import all_archs
+from flatnas_bench.tables.readers import load_table
 from surrogates import fit_surrogate, load_surrogate, rank_metrics
 
 ROOT = Path(__file__).resolve().parents[1]

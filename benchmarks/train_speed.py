@@ -1,6 +1,7 @@
 """SAM-training throughput (images/s): this engine vs a plain baseline written the common way.
 
-Engine: :func:`flatnas_bench.train.train_model` on :class:`~flatnas_bench.data.DeviceData` (uint8 data on
+Engine: :func:`flatnas_bench.engine.train.train_model` on :class:`~flatnas_bench.engine.data.DeviceData`
+(uint8 data on
 the device, whole-batch augmentation, channels_last, bf16 autocast on CUDA). Baseline, same process, same
 network and SAM step: a torchvision ``DataLoader`` over the same uint8 arrays with PIL transforms
 (RandomCrop, RandomHorizontalFlip, ToTensor, Normalize), fp32, eager, NCHW. Both run the same number of
@@ -22,11 +23,11 @@ from PIL import Image
 from torch import nn
 from torchvision import transforms
 
-from flatnas_bench.data import STATS, DeviceData, load_images, make_splits
-from flatnas_bench.protocol import Protocol, get_protocol
-from flatnas_bench.sam import SAM, frozen_bn_stats
-from flatnas_bench.space import Arch
-from flatnas_bench.train import build_model, configure_numerics, train_model
+from flatnas_bench.core.protocol import Protocol, get_protocol
+from flatnas_bench.engine.data import STATS, DeviceData, load_images, make_splits
+from flatnas_bench.engine.sam import SAM, frozen_bn_stats
+from flatnas_bench.engine.train import build_model, configure_numerics, train_model
+from flatnas_bench.nb201.space import Arch
 
 ARCHS = {  # op indices in NB201 edge order: 1 skip, 2 conv1x1, 3 conv3x3, 4 avg-pool
     "all-conv3x3": str(Arch.from_ops((3, 3, 3, 3, 3, 3))),

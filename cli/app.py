@@ -1,7 +1,7 @@
 """The typer application object and the one rule every command follows for user mistakes.
 
 Commands live one per module in :mod:`cli` and register themselves on :data:`app` with
-:func:`command`, which turns any :class:`~flatnas_bench.errors.FlatnasError` into a single line on
+:func:`command`, which turns any :class:`~flatnas_bench.core.errors.FlatnasError` into a single line on
 stderr and exit code 2 (typer's own usage errors already exit with 2), and an interrupt into one line and
 exit code 130.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 
-from flatnas_bench.errors import FlatnasError
+from flatnas_bench.core.errors import FlatnasError
 
 app = typer.Typer(
     name="flatnas-bench",

@@ -16,11 +16,11 @@ from typing import Annotated
 import typer
 
 from cli.app import command
-from flatnas_bench.bench import parse_settings, read_arch_file, resolve_protocol, run_bench
-from flatnas_bench.errors import ConfigError
-from flatnas_bench.executors import default_device, list_executors
-from flatnas_bench.protocol import PRECISIONS, list_protocols
-from flatnas_bench.space import sample_archs
+from flatnas_bench.bench.driver import parse_settings, read_arch_file, resolve_protocol, run_bench
+from flatnas_bench.bench.executors import default_device, list_executors
+from flatnas_bench.core.errors import ConfigError
+from flatnas_bench.core.protocol import PRECISIONS, list_protocols
+from flatnas_bench.nb201.space import sample_archs
 
 # CLI choices come from the registries
 ProtocolName = Enum("ProtocolName", {name: name for name in list_protocols()}, type=str)
@@ -129,7 +129,7 @@ def bench(
     options = {"device": device, "threads": threads, "workers": workers, "workers_per_gpu": workers_per_gpu}
     chosen_precision = precision.value if precision else _set_precision(settings or [])
     if plan:
-        from flatnas_bench.plan import plan_bench
+        from flatnas_bench.bench.plan import plan_bench
 
         estimate = plan_bench(
             chosen, proto, table, data, where, _seeds(seed, seeds), retry_failed=retry_failed,

@@ -6,7 +6,7 @@
     flatnas-bench corrupt-grid --data DATA --out docs/img/corruption_grid.png --index 7
 
 ``corrupt`` writes the official CIFAR-10-C layout (``<corruption>.npy`` + ``labels.npy``), which
-:func:`flatnas_bench.robustness.load_cifar_c` and ``bench --corruptions`` read.
+:func:`flatnas_bench.corruptions.robustness.load_cifar_c` and ``bench --corruptions`` read.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from cli.app import command
-from flatnas_bench.errors import ConfigError
+from flatnas_bench.core.errors import ConfigError
 
 DataOpt = Annotated[
     Path, typer.Option("--data", help="Clean dataset: CIFAR python folder or ImageFolder (dir/.tar.gz).")
@@ -36,7 +36,7 @@ ALL_SEVERITIES = "1,2,3,4,5"
 
 def _names(text: str) -> list[str]:
     if text.strip() == ALL_NAMES:
-        from flatnas_bench.corruptions import ALL_CORRUPTIONS
+        from flatnas_bench.corruptions.operations import ALL_CORRUPTIONS
 
         return list(ALL_CORRUPTIONS)
     return [part.strip() for part in text.split(",") if part.strip()]
@@ -66,9 +66,9 @@ def corrupt(
     """Generate corrupted copies of the clean test set, once, in the official CIFAR-C layout."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from flatnas_bench.cores import usable_cores
-    from flatnas_bench.corruptions import write_corruption_set
-    from flatnas_bench.data import load_images
+    from flatnas_bench.core.cores import usable_cores
+    from flatnas_bench.corruptions.operations import write_corruption_set
+    from flatnas_bench.engine.data import load_images
 
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
@@ -102,8 +102,8 @@ def corrupt_grid(
     scale: Annotated[int, typer.Option("--scale", help="Enlargement of each 32 px image.")] = 3,
 ) -> None:
     """Write a PNG grid of one test image: rows = corruptions, columns = clean + severities."""
-    from flatnas_bench.corruptions import save_corruption_grid
-    from flatnas_bench.data import load_images
+    from flatnas_bench.corruptions.operations import save_corruption_grid
+    from flatnas_bench.engine.data import load_images
 
     test = load_images(data, dataset).test
     if not 0 <= index < len(test):

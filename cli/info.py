@@ -17,8 +17,8 @@ from typing import Annotated, Any
 import typer
 
 from cli.app import command
-from flatnas_bench.costs import DATASETS, arch_costs, dataset_config
-from flatnas_bench.space import NUM_ARCHS, Arch, canonical_archs
+from flatnas_bench.nb201.costs import DATASETS, arch_costs, dataset_config
+from flatnas_bench.nb201.space import NUM_ARCHS, Arch, canonical_archs
 
 
 def arch_info(
@@ -47,7 +47,7 @@ def arch_info(
         "resolution": resolution,
     }
     if table is not None:
-        from flatnas_bench.table_readers import load_table  # only pay for pandas when a table is asked for
+        from flatnas_bench.tables.readers import load_table  # only pay for pandas when a table is asked for
 
         bench = load_table(table)
         info["table"] = str(table)

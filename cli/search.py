@@ -10,8 +10,8 @@ import typer
 from rich.table import Table
 
 from cli.app import command, wide_console
-from flatnas_bench.errors import ConfigError
-from flatnas_bench.objectives import DEFAULT_ALPHA, describe_objectives
+from flatnas_bench.core.errors import ConfigError
+from flatnas_bench.search.objectives import DEFAULT_ALPHA, describe_objectives
 
 _OBJECTIVE_HELP = (
     "Objective spec, repeatable: a registered name ("
@@ -26,7 +26,7 @@ _SET_HELP = "Protocol override KEY=VALUE (repeatable), e.g. epochs=2."
 
 
 def _protocol(name: str, settings: list[str] | None):
-    from flatnas_bench.bench import parse_settings, resolve_protocol
+    from flatnas_bench.bench.driver import parse_settings, resolve_protocol
 
     return resolve_protocol(name, parse_settings(settings or []))
 
@@ -79,7 +79,7 @@ def search_command(
     allow_dead: Annotated[bool, typer.Option("--allow-dead", help=_ALLOW_DEAD_HELP)] = False,
 ) -> None:
     """Pareto-optimal NB201 archs for the chosen objectives (default: the bundled surrogate)."""
-    from flatnas_bench.search import SearchConfig, run_search
+    from flatnas_bench.search.engine import SearchConfig, run_search
 
     sizes = {"pop_size": pop_size, "n_gen": generations}
     result = run_search(
@@ -132,14 +132,14 @@ def loop_command(
     allow_dead: Annotated[bool, typer.Option("--allow-dead", help=_ALLOW_DEAD_HELP)] = False,
 ) -> None:
     """The FlatNAS loop: sample, fit, NSGA-II on the surrogate, evaluate spread picks, repeat; resumable."""
-    from flatnas_bench.loop import EngineEvaluator, LoopConfig, TableOracle, run_loop
+    from flatnas_bench.search.loop import EngineEvaluator, LoopConfig, TableOracle, run_loop
 
     if (oracle is None) == (protocol is None):
         raise ConfigError(
             "choose one evaluator: --oracle TABLE, or --protocol NAME --data DIR --results FILE"
         )
     if oracle is not None:
-        from flatnas_bench.table_readers import load_table
+        from flatnas_bench.tables.readers import load_table
 
         evaluator = TableOracle(load_table(oracle), archive=archive or out / "archive.csv")
     else:
@@ -197,7 +197,7 @@ def retrain_command(
     out: Annotated[Path, typer.Option(help="Report directory.")] = Path("retrain"),
 ) -> None:
     """Retrain picks with the engine and report clean accuracy, flatness R and corruptions vs a baseline."""
-    from flatnas_bench.retrain import SHOWN, accuracy_baseline, load_picks, retrain
+    from flatnas_bench.search.retrain import SHOWN, accuracy_baseline, load_picks, retrain
 
     picks = list(arch or []) + (load_picks(from_pareto) if from_pareto is not None else [])
     if not picks:
@@ -206,7 +206,7 @@ def retrain_command(
         from surrogates import load_surrogate
 
         if surrogate == "bundled":
-            from flatnas_bench.bundled import bundled_surrogate_dir
+            from flatnas_bench.tables.bundled import bundled_surrogate_dir
 
             surrogate = str(bundled_surrogate_dir())
         baseline = str(accuracy_baseline(load_surrogate(surrogate), baseline_objective))

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from cli.app import command, wide_console
-from flatnas_bench.errors import ConfigError, DataError, ModelFileError
+from flatnas_bench.core.errors import ConfigError, DataError, ModelFileError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -94,8 +94,8 @@ def fit_surrogate_command(
     ] = None,
 ) -> None:
     """Fit one surrogate ensemble per target, print k-fold Kendall tau / Spearman rho / R2 / RMSE, save."""
-    from flatnas_bench.bench import parse_settings
-    from flatnas_bench.table_readers import load_table
+    from flatnas_bench.bench.driver import parse_settings
+    from flatnas_bench.tables.readers import load_table
     from surrogates import fit_surrogate, list_surrogates
     from surrogates.api import FEW_CLASSES
 
@@ -137,7 +137,7 @@ def _surrogate_dir(surrogate: Path | None) -> Path:
     if surrogate is not None:
         return surrogate
     try:
-        from flatnas_bench.bundled import bundled_surrogate_dir
+        from flatnas_bench.tables.bundled import bundled_surrogate_dir
     except ImportError:
         raise ModelFileError("this install has no bundled surrogate; pass --surrogate DIR") from None
     return bundled_surrogate_dir()

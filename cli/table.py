@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cli.app import command
-from flatnas_bench.errors import ConfigError, TableError
-from flatnas_bench.store import ResultStore
+from flatnas_bench.core.errors import ConfigError, TableError
+from flatnas_bench.tables.store import ResultStore
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -107,8 +107,8 @@ def _show(store: ResultStore, protocol: str | None, sort: str | None, limit: int
 def _reliability(path: Path, protocol: str | None, as_json: bool, boot: int) -> None:
     import json
 
-    from flatnas_bench.reliability import table_reliability
-    from flatnas_bench.table_readers import load_table
+    from flatnas_bench.tables.readers import load_table
+    from flatnas_bench.tables.reliability import table_reliability
 
     results = table_reliability(load_table(path), protocol, boot=boot)
     if as_json:

@@ -6,7 +6,7 @@ featurized from its canonical representative (so isomorphic archs always get ide
 each target's model is cross-validated (k-fold, pooled out-of-fold Kendall tau, Spearman rho, R2, RMSE)
 before the final fit on all classes.
 
->>> from flatnas_bench.table_readers import load_table  # doctest: +SKIP
+>>> from flatnas_bench.tables.readers import load_table  # doctest: +SKIP
 >>> s = fit_surrogate(load_table("../shared/data/nb201/nb201_accuracy.csv"),
 ...                   ["cifar10_valid_acc_200ep"])                                     # doctest: +SKIP
 >>> s.predict(["|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|"
@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from flatnas_bench.costs import cost_arrays
-from flatnas_bench.errors import ConfigError, ModelFileError, TableError
-from flatnas_bench.reliability import attainable_kendall, table_reliability
-from flatnas_bench.results import CORR_ACC_RESID, resolve_metrics
-from flatnas_bench.space import Arch, ArchLike, parse_archs
-from flatnas_bench.table import BenchTable, as_table
+from flatnas_bench.core.errors import ConfigError, ModelFileError, TableError
+from flatnas_bench.core.results import CORR_ACC_RESID, resolve_metrics
+from flatnas_bench.nb201.costs import cost_arrays
+from flatnas_bench.nb201.space import Arch, ArchLike, parse_archs
+from flatnas_bench.tables.reliability import attainable_kendall, table_reliability
+from flatnas_bench.tables.table import BenchTable, as_table
 from surrogates import io
 from surrogates.base import Surrogate, create_surrogate, surrogate_class
 from surrogates.features import feature_version, featurize
@@ -213,7 +213,8 @@ def noise_ceilings(table: BenchTable, targets: Sequence[str], boot: int = 200) -
     """Per target: the seed-to-seed agreement of its measurement over the table's archs with two seeds
     (``kendall``, ``kendall_ci``, ``spearman``, ``archs``), the mean number of seeds behind each arch's
     training value (``seeds``) and the CV Kendall tau a perfect predictor of the noise-free value would
-    reach on those per-arch means (``attainable``, :func:`~flatnas_bench.reliability.attainable_kendall`);
+    reach on those per-arch means (``attainable``,
+    :func:`~flatnas_bench.tables.reliability.attainable_kendall`);
     None for targets without replicates (and for tables with no per-seed rows)."""
     try:
         found = {r.metric: r for r in table_reliability(table, boot=boot)}
@@ -303,9 +304,10 @@ def fit_surrogate(
 ) -> SurrogateSet:
     """Fit one ``model`` ensemble (``n_models`` members) per target, with ``folds``-fold CV metrics.
 
-    ``table`` is a :class:`~flatnas_bench.table.BenchTable` (or a DataFrame with an ``arch`` column, one
+    ``table`` is a :class:`~flatnas_bench.tables.table.BenchTable` (or a DataFrame with an ``arch`` column,
+    one
     row per arch); ``targets`` are full or short metric names (``val_acc``, see
-    :func:`flatnas_bench.results.resolve_metric`).
+    :func:`flatnas_bench.core.results.resolve_metric`).
     ``zero_cost=True`` adds the zero-cost proxy features (``zero_cost_config``, cached in
     ``zero_cost_cache``; see :mod:`surrogates.zero_cost`). Rows whose target is NaN are skipped for that
     target; each target needs at least :data:`MIN_CLASSES` distinct isomorphism classes. ``folds=0``

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from flatnas_bench.errors import ConfigError
+from flatnas_bench.core.errors import ConfigError
 
 
 class Surrogate(ABC):

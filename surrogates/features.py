@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from flatnas_bench.encodings import ROUTES
-from flatnas_bench.space import CONV1, CONV3, NONE, Arch, ArchLike, as_arch
+from flatnas_bench.nb201.encodings import ROUTES
+from flatnas_bench.nb201.space import CONV1, CONV3, NONE, Arch, ArchLike, as_arch
 
 if TYPE_CHECKING:  # torch is imported only when zero-cost proxies are asked for
     from surrogates.zero_cost import ZeroCostConfig
@@ -55,7 +55,7 @@ def feature_version(zero_cost: bool = False) -> str:
     It joins the foundation's ``encodings.FEATURE_VERSION``, :data:`CELL_VERSION` and, with zero-cost
     proxies, :data:`surrogates.zero_cost.ZERO_COST_VERSION`.
     """
-    from flatnas_bench.encodings import FEATURE_VERSION
+    from flatnas_bench.nb201.encodings import FEATURE_VERSION
 
     version = f"enc-{FEATURE_VERSION}+cell-{CELL_VERSION}"
     if zero_cost:
@@ -78,7 +78,7 @@ def featurize(
     :class:`~surrogates.zero_cost.ZeroCostConfig`), computed at initialisation for canonical archs missing
     from the JSON cache ``zero_cost_cache`` (cost and cache: :mod:`surrogates.zero_cost`).
     """
-    from flatnas_bench.encodings import encode
+    from flatnas_bench.nb201.encodings import encode
 
     canon = [as_arch(a).canonical() for a in archs]
     enc, enc_names = encode(canon, kinds=ENCODING_KINDS)

@@ -1,7 +1,7 @@
 """Reading and writing a surrogate directory: JSON metadata, file checksums, content hashes.
 
 Nothing here pickles: models are XGBoost JSON, metadata is plain JSON. Every unreadable, missing,
-altered or incompatible file becomes a one-line :class:`~flatnas_bench.errors.ModelFileError`.
+altered or incompatible file becomes a one-line :class:`~flatnas_bench.core.errors.ModelFileError`.
 
 >>> sha256_bytes(b"flatnas")[:8]
 '68ef6326'
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from flatnas_bench.errors import ModelFileError
+from flatnas_bench.core.errors import ModelFileError
 
 METADATA_FILE = "metadata.json"
 FORMAT = "flatnas-bench-surrogate"

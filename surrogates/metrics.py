@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
-from flatnas_bench.errors import ConfigError
+from flatnas_bench.core.errors import ConfigError
 
 METRICS: tuple[str, ...] = ("kendall_tau", "spearman_rho", "r2", "rmse")
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import xgboost as xgb
 
-from flatnas_bench.errors import ConfigError, ModelFileError
+from flatnas_bench.core.errors import ConfigError, ModelFileError
 from surrogates.base import Surrogate, register_surrogate
 
 DEFAULTS: dict[str, Any] = {

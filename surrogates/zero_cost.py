@@ -13,7 +13,7 @@ paid for once.
   matrix of the per-image input Jacobians, k = 1e-5.
 * snip (Lee et al. 2019): sum |w * dL/dw| over conv and linear weights, L = cross-entropy on the batch.
 
->>> from flatnas_bench.space import EXAMPLE
+>>> from flatnas_bench.nb201.space import EXAMPLE
 >>> scores = zero_cost_scores(Arch.from_str(EXAMPLE), ZeroCostConfig(C=4, N=1, batch_size=8))
 >>> sorted(scores)
 ['jacob_cov', 'snip', 'synflow']
@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from flatnas_bench.errors import ModelFileError
-from flatnas_bench.space import Arch
+from flatnas_bench.core.errors import ModelFileError
+from flatnas_bench.nb201.space import Arch
 
 ZERO_COST_VERSION = "1"  # bump when a proxy's definition changes (invalidates caches and models)
 PROXIES: tuple[str, ...] = ("synflow", "jacob_cov", "snip")
@@ -61,7 +61,7 @@ def _logits(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def _network(arch: Arch, config: ZeroCostConfig, dtype: torch.dtype = torch.float32) -> nn.Module:
-    from flatnas_bench.network import TinyNetwork
+    from flatnas_bench.nb201.network import TinyNetwork
 
     torch.manual_seed(config.seed)
     return TinyNetwork(arch, C=config.C, N=config.N, num_classes=config.num_classes).to(dtype)
@@ -107,7 +107,7 @@ def zero_cost_scores(arch: Arch, config: ZeroCostConfig | None = None) -> dict[s
 def default_cache_path(config: ZeroCostConfig) -> Path:
     """``zero_cost-<config key>.json`` in the project's cache directory (``$FLATNAS_CACHE``, default
     ``~/.cache/flatnas-bench``), beside the decoded datasets."""
-    from flatnas_bench.data import cache_dir
+    from flatnas_bench.engine.data import cache_dir
 
     return cache_dir() / f"zero_cost-{config.key}.json"
 

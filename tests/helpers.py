@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from flatnas_bench.bench import resolve_protocol
-from flatnas_bench.space import Arch
-from flatnas_bench.table import BenchTable
+from flatnas_bench.bench.driver import resolve_protocol
+from flatnas_bench.nb201.space import Arch
+from flatnas_bench.tables.table import BenchTable
 
 # A protocol small enough for tests: a 4-channel, 1-cell network at 16x16, 2 epochs, 2 flatness draws.
 TINY = {

@@ -15,7 +15,7 @@ import pytest
 import torch
 from helpers import CONV, MIXED, SKIP, SKIP_TWIN, make_imagefolder, tiny_protocol
 
-from flatnas_bench.bench import (
+from flatnas_bench.bench.driver import (
     balanced_subset,
     parse_settings,
     read_arch_file,
@@ -23,9 +23,9 @@ from flatnas_bench.bench import (
     run_bench,
     unique_archs,
 )
-from flatnas_bench.errors import ConfigError, DataError
-from flatnas_bench.executors import Executor, RunContext, failed_row
-from flatnas_bench.store import ResultStore
+from flatnas_bench.bench.executors import Executor, RunContext, failed_row
+from flatnas_bench.core.errors import ConfigError, DataError
+from flatnas_bench.tables.store import ResultStore
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +189,7 @@ def test_arch_files_and_canonical_dedup(tmp_path):
 
 
 def test_cuda_runs_default_to_bf16_under_their_own_hash():
-    from flatnas_bench.bench import run_protocol
+    from flatnas_bench.bench.driver import run_protocol
 
     proxy = resolve_protocol("proxy")
     on_cpu, on_gpu = run_protocol(proxy, "cpu"), run_protocol(proxy, "cuda:1")
@@ -205,7 +205,7 @@ def test_cuda_runs_default_to_bf16_under_their_own_hash():
 
 
 def test_the_row_says_how_cuda_computed():
-    from flatnas_bench.train import configure_numerics, numerics_label
+    from flatnas_bench.engine.train import configure_numerics, numerics_label
 
     before = torch.are_deterministic_algorithms_enabled()
     configure_numerics("cpu", deterministic=True)  # CPU is exact by seed already: nothing to switch
@@ -213,10 +213,10 @@ def test_the_row_says_how_cuda_computed():
 
 
 def test_save_weights_keeps_each_rows_network_and_it_measures_the_same(tmp_path, tiny_data):
-    from flatnas_bench.data import DeviceData
-    from flatnas_bench.errors import ModelFileError
-    from flatnas_bench.train import predict
-    from flatnas_bench.weights import load_weights, weights_path
+    from flatnas_bench.core.errors import ModelFileError
+    from flatnas_bench.engine.data import DeviceData
+    from flatnas_bench.engine.train import predict
+    from flatnas_bench.engine.weights import load_weights, weights_path
 
     protocol = tiny_protocol(batch_size=8)
     table, weights = tmp_path / "t.sqlite", tmp_path / "weights"

@@ -12,8 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flatnas_bench.bench import read_arch_file
-from flatnas_bench.bundled import (
+from flatnas_bench.bench.driver import read_arch_file
+from flatnas_bench.core.results import metric_name
+from flatnas_bench.nb201.space import Arch
+from flatnas_bench.tables.bundled import (
     PROTOCOL,
     SURROGATE_TARGETS,
     bundled_arch_file,
@@ -22,9 +24,7 @@ from flatnas_bench.bundled import (
     bundled_table_path,
     load_bundled_table,
 )
-from flatnas_bench.results import metric_name
-from flatnas_bench.space import Arch
-from flatnas_bench.store import STORE_COLUMNS
+from flatnas_bench.tables.store import STORE_COLUMNS
 
 ALL_CONV = Arch.from_ops((3, 3, 3, 3, 3, 3))
 ALL_SKIP = Arch.from_ops((1, 1, 1, 1, 1, 1))
@@ -61,7 +61,7 @@ def test_table_holds_distinct_canonical_archs_and_the_required_ones(frame: pd.Da
 
 
 def test_table_numbers_are_sane(frame: pd.DataFrame) -> None:
-    from flatnas_bench.encodings import live_route_counts
+    from flatnas_bench.nb201.encodings import live_route_counts
 
     dead = live_route_counts(frame["arch"]) == 0
     assert frame.loc[dead, "arch"].nunique() == 1  # one sampled cell has no live input-to-output route

@@ -20,15 +20,15 @@ from helpers import CONV, SKIP, SKIP_TWIN, TINY_SETTINGS, make_imagefolder, tiny
 from typer.testing import CliRunner
 
 import cli.bench
-import flatnas_bench.executors
-import flatnas_bench.train
+import flatnas_bench.bench.executors
+import flatnas_bench.engine.train
 from cli.main import app
-from flatnas_bench.corruptions import write_corruption_set
-from flatnas_bench.data import load_images
-from flatnas_bench.errors import ConfigError
-from flatnas_bench.results import RESULT_COLUMNS
-from flatnas_bench.space import sample_archs
-from flatnas_bench.store import ResultStore
+from flatnas_bench.core.errors import ConfigError
+from flatnas_bench.core.results import RESULT_COLUMNS
+from flatnas_bench.corruptions.operations import write_corruption_set
+from flatnas_bench.engine.data import load_images
+from flatnas_bench.nb201.space import sample_archs
+from flatnas_bench.tables.store import ResultStore
 
 ROOT = Path(__file__).resolve().parents[1]
 MEASURED = [c for c in RESULT_COLUMNS if c not in ("train_sec", "eval_sec", "device")]
@@ -270,9 +270,9 @@ def test_bench_options_reach_the_rows(env, tmp_path, monkeypatch):
     corruptions = tmp_path / "cifar-c"
     write_corruption_set(test.x[:4], test.y[:4], corruptions, ["fog", "contrast"], [1, 2], seed=0)
     numerics = []
-    real = flatnas_bench.train.configure_numerics
+    real = flatnas_bench.engine.train.configure_numerics
     record = lambda device, deterministic=False: numerics.append((device, deterministic)) or real(device)  # noqa: E731
-    monkeypatch.setattr(flatnas_bench.train, "configure_numerics", record)
+    monkeypatch.setattr(flatnas_bench.engine.train, "configure_numerics", record)
     table = tmp_path / "t.sqlite"
     archs = ("--arch-file", str(write_arch_file(tmp_path / "archs.txt", SKIP, SKIP_TWIN)))
     extra = ["--seeds", "0,1", "--set", "epochs=1", "--set", "corruption_subset=4", "--threads", "2"]
@@ -338,7 +338,7 @@ def test_workers_per_gpu_sets_the_workers_of_each_gpu(env, tmp_path, monkeypatch
     built = {}
 
     def fake_run_bench(archs, protocol, table, data, executor, **options):
-        built["executor"] = flatnas_bench.executors.get_executor(
+        built["executor"] = flatnas_bench.bench.executors.get_executor(
             executor, **{k: options[k] for k in ("device", "threads", "workers", "workers_per_gpu")}
         )
         raise ConfigError("stopped before training")

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from cli import info as info_module
 from cli.main import app
-from flatnas_bench.costs import arch_costs
+from flatnas_bench.nb201.costs import arch_costs
 
 INDEX0 = "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|"
 INDEX0_CANONICAL = (

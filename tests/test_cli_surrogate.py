@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from flatnas_bench.costs import arch_costs, cost_arrays
-from flatnas_bench.space import iso_class, sample_archs
+from flatnas_bench.nb201.costs import arch_costs, cost_arrays
+from flatnas_bench.nb201.space import iso_class, sample_archs
 from surrogates import load_surrogate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,9 +108,11 @@ def test_user_mistakes_are_one_line(model_dir: Path, small_csv: Path, tmp_path: 
 
 
 def test_default_surrogate_missing_says_pass_surrogate(tmp_path: Path, monkeypatch) -> None:
-    import flatnas_bench.bundled
+    import flatnas_bench.tables.bundled
 
-    monkeypatch.setattr(flatnas_bench.bundled, "BUNDLED_DIR", tmp_path)  # an install without the bundle
+    monkeypatch.setattr(
+        flatnas_bench.tables.bundled, "BUNDLED_DIR", tmp_path
+    )  # an install without the bundle
     for command in (["query", ARCH], ["search"]):
         message = one_line_error(runner.invoke(app, command))
         assert "bundled surrogate is missing" in message and "--surrogate" in message
@@ -177,8 +179,8 @@ def test_query_as_a_real_subprocess(model_dir: Path) -> None:
 
 
 def test_fit_and_query_on_our_sqlite_table(tmp_path: Path) -> None:
-    from flatnas_bench.protocol import get_protocol
-    from flatnas_bench.store import ResultStore
+    from flatnas_bench.core.protocol import get_protocol
+    from flatnas_bench.tables.store import ResultStore
 
     protocol = get_protocol("nb201")
     path = tmp_path / "bench.sqlite"

@@ -18,12 +18,12 @@ from scipy import ndimage
 from skimage import color, filters
 from typer.testing import CliRunner
 
-from flatnas_bench import corruption_textures as T
-from flatnas_bench import corruptions as C
-from flatnas_bench.corruption_textures import frost_texture, frost_textures
-from flatnas_bench.data import load_images
-from flatnas_bench.errors import ConfigError, DataError
-from flatnas_bench.robustness import load_cifar_c, read_meta
+from flatnas_bench.core.errors import ConfigError, DataError
+from flatnas_bench.corruptions import operations as C
+from flatnas_bench.corruptions import textures as T
+from flatnas_bench.corruptions.robustness import load_cifar_c, read_meta
+from flatnas_bench.corruptions.textures import frost_texture, frost_textures
+from flatnas_bench.engine.data import load_images
 
 NAMES = list(C.CORRUPTIONS)
 # corruptions whose parameters strengthen at every step, so the pixel change must grow at every step

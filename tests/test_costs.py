@@ -14,11 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from flatnas_bench import costs
-from flatnas_bench.costs import Costs, arch_costs, cost_arrays, dataset_config, op_counts
-from flatnas_bench.errors import ConfigError
-from flatnas_bench.network import TinyNetwork
-from flatnas_bench.space import NUM_ARCHS, Arch, all_archs, sample_archs
+from flatnas_bench.core.errors import ConfigError
+from flatnas_bench.nb201 import costs
+from flatnas_bench.nb201.costs import Costs, arch_costs, cost_arrays, dataset_config, op_counts
+from flatnas_bench.nb201.network import TinyNetwork
+from flatnas_bench.nb201.space import NUM_ARCHS, Arch, all_archs, sample_archs
 
 # NB201 / NATS-Bench CIFAR-10 records: (arch, params M, MFLOPs = M MACs)
 RECORDS = [

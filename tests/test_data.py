@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from flatnas_bench.data import DeviceData, load_images, make_splits
-from flatnas_bench.errors import DataError
+from flatnas_bench.core.errors import DataError
+from flatnas_bench.engine.data import DeviceData, load_images, make_splits
 
 
 def _png(value: int) -> bytes:

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flatnas_bench.data import load_images
-from flatnas_bench.errors import DataError
+from flatnas_bench.core.errors import DataError
+from flatnas_bench.engine.data import load_images
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 

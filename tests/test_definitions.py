@@ -25,15 +25,15 @@ import pandas as pd
 import pytest
 import torch
 
-from flatnas_bench import protocol
-from flatnas_bench.candidate import CandidateJob, evaluate_candidate
-from flatnas_bench.costs import arch_costs
-from flatnas_bench.data import Dataset, DeviceData, Images, make_splits
-from flatnas_bench.flatness import alpha_norm, flatness, fom
-from flatnas_bench.network import TinyNetwork
-from flatnas_bench.protocol import Protocol, get_protocol, list_protocols
-from flatnas_bench.robustness import CorruptionSet
-from flatnas_bench.train import train_model
+from flatnas_bench.core import protocol
+from flatnas_bench.core.protocol import Protocol, get_protocol, list_protocols
+from flatnas_bench.corruptions.robustness import CorruptionSet
+from flatnas_bench.engine.candidate import CandidateJob, evaluate_candidate
+from flatnas_bench.engine.data import Dataset, DeviceData, Images, make_splits
+from flatnas_bench.engine.flatness import alpha_norm, flatness, fom
+from flatnas_bench.engine.train import train_model
+from flatnas_bench.nb201.costs import arch_costs
+from flatnas_bench.nb201.network import TinyNetwork
 
 ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_3x3~1|skip_connect~2|"
 

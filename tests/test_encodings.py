@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flatnas_bench import encodings
-from flatnas_bench.costs import cost_arrays
-from flatnas_bench.encodings import (
+from flatnas_bench.core.errors import ArchError, ConfigError
+from flatnas_bench.nb201 import encodings
+from flatnas_bench.nb201.costs import cost_arrays
+from flatnas_bench.nb201.encodings import (
     FEATURE_VERSION,
     KINDS,
     cost_features,
@@ -22,8 +23,7 @@ from flatnas_bench.encodings import (
     onehot,
     path_encoding,
 )
-from flatnas_bench.errors import ArchError, ConfigError
-from flatnas_bench.space import CONV1, CONV3, NONE, NUM_ARCHS, OPS, Arch, all_archs
+from flatnas_bench.nb201.space import CONV1, CONV3, NONE, NUM_ARCHS, OPS, Arch, all_archs
 
 relaxed = settings(deadline=None)  # a shared CI machine's timing is not what these tests check
 archs = st.tuples(*[st.integers(0, len(OPS) - 1)] * 6).map(Arch)

@@ -10,11 +10,11 @@ import pytest
 import torch
 from helpers import CONV, MIXED, SKIP, make_imagefolder, tiny_protocol
 
-from flatnas_bench.candidate import CandidateJob
-from flatnas_bench.data import load_images
-from flatnas_bench.errors import ConfigError
-from flatnas_bench.executors import RunContext, SerialExecutor, get_executor, list_executors
-from flatnas_bench.results import RESULT_COLUMNS
+from flatnas_bench.bench.executors import RunContext, SerialExecutor, get_executor, list_executors
+from flatnas_bench.core.errors import ConfigError
+from flatnas_bench.core.results import RESULT_COLUMNS
+from flatnas_bench.engine.candidate import CandidateJob
+from flatnas_bench.engine.data import load_images
 
 # measured numbers that must agree bit for bit between executors (wall times and device labels may not)
 MEASURED = [c for c in RESULT_COLUMNS if c not in ("train_sec", "eval_sec", "device")]
@@ -78,7 +78,7 @@ def test_every_executor_gives_the_same_numbers(name, context, jobs, reference, r
 
 
 def test_a_job_that_raises_becomes_a_failed_row(context, jobs, monkeypatch):
-    import flatnas_bench.candidate as candidate
+    import flatnas_bench.engine.candidate as candidate
 
     def broken(*args, **kwargs):
         raise RuntimeError("out of memory\nsecond line")
@@ -140,7 +140,7 @@ def test_ray_runs_more_workers_than_cpus_on_smaller_shares(context, jobs, refere
     ],
 )
 def test_actor_shares_follow_the_actor_count(capacities, count, want, share):
-    from flatnas_bench.executors import actor_share
+    from flatnas_bench.bench.executors import actor_share
 
     got = actor_share(capacities, count, want, "GPU")
     assert got == pytest.approx(share)
@@ -148,7 +148,7 @@ def test_actor_shares_follow_the_actor_count(capacities, count, want, share):
 
 
 def test_more_workers_than_the_cluster_can_hold_is_refused_in_one_line():
-    from flatnas_bench.executors import actor_share
+    from flatnas_bench.bench.executors import actor_share
 
     with pytest.raises(ConfigError, match=r"^1000 workers do not fit on the Ray cluster's GPUs \(1 in all\)"):
         actor_share([1.0], 1000, 1.0, "GPU")
@@ -156,7 +156,7 @@ def test_more_workers_than_the_cluster_can_hold_is_refused_in_one_line():
 
 def _fake_feed(jobs, fail_times, lost_slots=(), stop=None):
     """Run _feed over synchronous fake slots: job arch -> how many times it raises a device error."""
-    from flatnas_bench.executors import _feed
+    from flatnas_bench.bench.executors import _feed
 
     raised = dict.fromkeys(fail_times, 0)
     replaced = []
@@ -241,14 +241,14 @@ def _exit_code(process, timeout: float = 30.0) -> int | None:
 
 
 def test_a_lasting_device_error_stops_the_run_without_a_row(jobs):
-    from flatnas_bench.errors import DeviceError
+    from flatnas_bench.core.errors import DeviceError
 
     with pytest.raises(DeviceError, match=r"failed on the device 3 times .*OutOfMemoryError: CUDA out of"):
         _fake_feed(jobs, {jobs[0].arch: 99})
 
 
 def test_serial_retries_a_device_error_and_keeps_real_failures_as_rows(context, jobs, monkeypatch):
-    import flatnas_bench.candidate as candidate
+    import flatnas_bench.engine.candidate as candidate
 
     real, calls = candidate.evaluate_candidate, []
 

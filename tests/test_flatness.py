@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from flatnas_bench.errors import ConfigError
-from flatnas_bench.flatness import alpha_norm, flatness, fom, perturbation_outcomes
-from flatnas_bench.network import TinyNetwork
+from flatnas_bench.core.errors import ConfigError
+from flatnas_bench.engine.flatness import alpha_norm, flatness, fom, perturbation_outcomes
+from flatnas_bench.nb201.network import TinyNetwork
 
 ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_3x3~1|skip_connect~2|"
 
@@ -57,7 +57,7 @@ def test_fom_and_alpha_norm() -> None:
 
 def test_outcome_prefixes_equal_shorter_runs(setup) -> None:
     """The first k draws (and first n images) of one long run are exactly a k-draw run on n images."""
-    from flatnas_bench.flatness import perturbation_outcomes
+    from flatnas_bench.engine.flatness import perturbation_outcomes
 
     model, x, y = setup
     long = perturbation_outcomes(model, x, y, sigma=0.1, draws=6, seed=5)

@@ -78,3 +78,54 @@ def test_tests_never_importorskip_the_project():
             if isinstance(node, ast.Call) and ast.unparse(node.func).endswith("importorskip"):
                 target = ast.literal_eval(node.args[0])
                 assert target.split(".")[0] not in PACKAGES, f"{path.name}: importorskip({target!r})"
+
+
+# Which layers each layer may import (besides itself): the data flow of ARCHITECTURE.md, by subpackage of
+# flatnas_bench plus the top-level surrogates package. Each subpackage's __init__ docstring says the same.
+ALLOWED = {
+    "core": set(),
+    "nb201": {"core"},
+    "corruptions": {"core"},
+    "engine": {"core", "nb201", "corruptions"},
+    "tables": {"core", "nb201"},
+    "bench": {"core", "nb201", "corruptions", "engine", "tables"},
+    "surrogates": {"core", "nb201", "engine", "tables"},
+    "search": {"core", "nb201", "tables", "bench", "surrogates"},
+}
+
+
+def _layer(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] == "surrogates":
+        return "surrogates"
+    if parts[0] == "flatnas_bench" and len(parts) >= 2 and parts[1] in ALLOWED:
+        return parts[1]
+    return None
+
+
+def test_subpackages_import_only_along_the_data_flow():
+    modules = _modules()
+    wrong = []
+    for name, path in modules.items():
+        layer = _layer(name)
+        if layer is None:
+            continue
+        for dep in _imports(ast.parse(path.read_text()), set(modules)):
+            target = _layer(dep)
+            if target is not None and target != layer and target not in ALLOWED[layer]:
+                wrong.append(f"{name} imports {dep}")
+    assert not wrong
+
+
+def test_every_module_lives_in_a_subpackage_that_says_what_it_may_import():
+    top = sorted(p.name for p in (ROOT / "flatnas_bench").glob("*.py"))
+    assert top == ["__init__.py"]
+    packages = sorted(p.parent.name for p in (ROOT / "flatnas_bench").glob("*/__init__.py"))
+    assert packages == sorted(set(ALLOWED) - {"surrogates"})
+    for package in packages:
+        doc = ast.get_docstring(ast.parse((ROOT / "flatnas_bench" / package / "__init__.py").read_text()))
+        allowed = ALLOWED[package]
+        said = "Imports nothing else of the project." if not allowed else "May import: "
+        assert doc and said in doc, package
+        for dep in allowed:
+            assert f"``{dep}``" in doc, (package, dep)

@@ -7,13 +7,13 @@ import pandas as pd
 import pytest
 from helpers import linear_fit
 
-from flatnas_bench.encodings import live_route_counts
-from flatnas_bench.errors import ConfigError, TableError
-from flatnas_bench.loop import LoopConfig, TableOracle, needed_targets, run_loop, spread_picks
-from flatnas_bench.objectives import Objective
-from flatnas_bench.search import SearchConfig, exhaustive
-from flatnas_bench.space import Arch, canonical_archs
-from flatnas_bench.table_readers import load_table
+from flatnas_bench.core.errors import ConfigError, TableError
+from flatnas_bench.nb201.encodings import live_route_counts
+from flatnas_bench.nb201.space import Arch, canonical_archs
+from flatnas_bench.search.engine import SearchConfig, exhaustive
+from flatnas_bench.search.loop import LoopConfig, TableOracle, needed_targets, run_loop, spread_picks
+from flatnas_bench.search.objectives import Objective
+from flatnas_bench.tables.readers import load_table
 
 SEARCH = SearchConfig(pop_size=20, n_gen=8)
 
@@ -105,8 +105,8 @@ def test_loop_with_fom_and_errors(oracle_table):
 def test_loop_with_the_engine_completes_and_resumes(tmp_path, monkeypatch):
     from helpers import TINY, make_imagefolder  # the bench tests' tiny protocol and image folder
 
-    from flatnas_bench.bench import resolve_protocol
-    from flatnas_bench.loop import EngineEvaluator
+    from flatnas_bench.bench.driver import resolve_protocol
+    from flatnas_bench.search.loop import EngineEvaluator
 
     monkeypatch.setenv("FLATNAS_CACHE", str(tmp_path / "cache"))
     data = make_imagefolder(tmp_path / "images", train_per_class=8, test_per_class=2)
@@ -175,7 +175,7 @@ def test_cli_loop_with_the_engine(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from cli.app import app
-    from flatnas_bench.store import ResultStore
+    from flatnas_bench.tables.store import ResultStore
 
     monkeypatch.setenv("FLATNAS_CACHE", str(tmp_path / "cache"))
     data = make_imagefolder(tmp_path / "images", train_per_class=8, test_per_class=2)
@@ -216,7 +216,7 @@ def test_fom_log_is_monotone(oracle_table):
 
 def test_dead_cells_are_neither_sampled_nor_picked_unless_allowed(oracle_table):
     """The objective rewards 'none' edges (dead cells score best), so only the default keeps them out."""
-    from flatnas_bench.encodings import live_route_counts
+    from flatnas_bench.nb201.encodings import live_route_counts
 
     table = oracle_table.assign(acc=oracle_table["arch"].str.count("none"))
     config = LoopConfig(budget=40, n_init=20, k=10, seed=0, search=SEARCH)

@@ -15,8 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import surrogates.metrics
-from flatnas_bench.errors import ConfigError
-from flatnas_bench.robustness import CorruptionSet, ReferenceModel, corruption_accuracies, corruption_metrics
+from flatnas_bench.core.errors import ConfigError
+from flatnas_bench.corruptions.robustness import (
+    CorruptionSet,
+    ReferenceModel,
+    corruption_accuracies,
+    corruption_metrics,
+)
 from surrogates.metrics import METRICS, cross_validate, kfold_indices, rank_metrics
 
 # ------------------------------------------------------------------------------------ surrogate metrics

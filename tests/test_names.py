@@ -18,11 +18,11 @@ from typer.testing import CliRunner
 
 import cli.main  # noqa: F401  (registers every command)
 from cli.app import app
-from flatnas_bench.bundled import bundled_table_path
-from flatnas_bench.protocol import get_protocol
-from flatnas_bench.results import resolve_metric
-from flatnas_bench.store import ResultStore
-from flatnas_bench.table_readers import load_table
+from flatnas_bench.core.protocol import get_protocol
+from flatnas_bench.core.results import resolve_metric
+from flatnas_bench.tables.bundled import bundled_table_path
+from flatnas_bench.tables.readers import load_table
+from flatnas_bench.tables.store import ResultStore
 from surrogates import fit_surrogate
 
 runner = CliRunner()

@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from flatnas_bench import network
-from flatnas_bench.errors import ConfigError
-from flatnas_bench.network import Cell, ReLUConvBN, ResNetBasicBlock, TinyNetwork, Zero
-from flatnas_bench.space import CONV1, CONV3, NONE, POOL, SKIP, Arch
+from flatnas_bench.core.errors import ConfigError
+from flatnas_bench.nb201 import network
+from flatnas_bench.nb201.network import Cell, ReLUConvBN, ResNetBasicBlock, TinyNetwork, Zero
+from flatnas_bench.nb201.space import CONV1, CONV3, NONE, POOL, SKIP, Arch
 
 RECORD_11 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|none~0|nor_conv_3x3~1|avg_pool_3x3~2|"
 ALL_OPS = Arch((NONE, SKIP, CONV1, CONV3, POOL, CONV3))

@@ -12,9 +12,9 @@ from helpers import TINY_SETTINGS, make_imagefolder, tiny_protocol
 from typer.testing import CliRunner
 
 from cli.main import app
-from flatnas_bench.bench import run_bench
-from flatnas_bench.plan import makespan, pick_archs, plan_bench
-from flatnas_bench.space import sample_archs
+from flatnas_bench.bench.driver import run_bench
+from flatnas_bench.bench.plan import makespan, pick_archs, plan_bench
+from flatnas_bench.nb201.space import sample_archs
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import io
 import re
 import time
 
-from flatnas_bench.progress import ProgressLog, Silent, progress_display
+from flatnas_bench.bench.progress import ProgressLog, Silent, progress_display
 
 STAMP = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ "
 

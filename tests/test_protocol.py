@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flatnas_bench.errors import ConfigError
-from flatnas_bench.protocol import Protocol, get_protocol, list_protocols
+from flatnas_bench.core.errors import ConfigError
+from flatnas_bench.core.protocol import Protocol, get_protocol, list_protocols
 
 
 @pytest.mark.parametrize("name", list_protocols())

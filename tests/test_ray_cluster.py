@@ -12,10 +12,10 @@ import pytest
 import torch
 from helpers import make_imagefolder, tiny_protocol
 
-from flatnas_bench.bench import run_bench
-from flatnas_bench.executors import Executor, RunContext, SerialExecutor, get_executor
-from flatnas_bench.space import sample_archs
-from flatnas_bench.store import RESULT_COLUMNS, ResultStore
+from flatnas_bench.bench.driver import run_bench
+from flatnas_bench.bench.executors import Executor, RunContext, SerialExecutor, get_executor
+from flatnas_bench.nb201.space import sample_archs
+from flatnas_bench.tables.store import RESULT_COLUMNS, ResultStore
 
 ray = pytest.importorskip("ray")
 cluster_utils = pytest.importorskip("ray.cluster_utils")
@@ -96,6 +96,6 @@ def test_a_node_lost_mid_run_loses_and_duplicates_nothing(cluster, tmp_path, mon
 
 
 def _jobs(archs: list[str], protocol) -> list[Any]:
-    from flatnas_bench.candidate import CandidateJob
+    from flatnas_bench.engine.candidate import CandidateJob
 
     return [CandidateJob(a, protocol, 0) for a in archs]

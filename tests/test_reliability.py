@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from flatnas_bench.reliability import (
+from flatnas_bench.tables.reliability import (
     attainable_kendall,
     icc1,
     metric_reliability,
@@ -103,8 +103,8 @@ def test_rank_agreement_equals_scipy(rows) -> None:
 
 def _results_csv(tmp_path, n_archs: int = 12):
     """A results export of our own: n archs x seeds 0 and 1 (plus a third seed and a failed row)."""
-    from flatnas_bench.protocol import get_protocol
-    from flatnas_bench.space import canonical_archs
+    from flatnas_bench.core.protocol import get_protocol
+    from flatnas_bench.nb201.space import canonical_archs
 
     archs = [str(a) for a in list(canonical_archs())[100 : 100 + n_archs]]
     rng = np.random.default_rng(0)
@@ -126,8 +126,8 @@ def _results_csv(tmp_path, n_archs: int = 12):
 
 
 def test_table_reliability_of_a_results_table_matches_its_pairs(tmp_path) -> None:
-    from flatnas_bench.reliability import table_reliability
-    from flatnas_bench.table_readers import load_table
+    from flatnas_bench.tables.readers import load_table
+    from flatnas_bench.tables.reliability import table_reliability
 
     path, rows = _results_csv(tmp_path)
     results = {r.metric: r for r in table_reliability(load_table(path), boot=100)}
@@ -191,8 +191,8 @@ def test_fit_surrogate_reports_each_target_beside_its_noise_ceiling(tmp_path) ->
     assert val["seeds"] == pytest.approx(25 / 12)  # 12 archs x 2 seeds, one with a third
     assert val["attainable"] == pytest.approx(attainable_kendall(val["kendall"], 25 / 12))
     assert val["kendall"] < val["attainable"] < 1.0
-    from flatnas_bench.reliability import table_reliability
-    from flatnas_bench.table_readers import load_table
+    from flatnas_bench.tables.readers import load_table
+    from flatnas_bench.tables.reliability import table_reliability
 
     resid = {r.metric: r for r in table_reliability(load_table(path), boot=10)}[
         "cifar10_corr_acc_resid_proxy"

@@ -12,11 +12,8 @@ import pandas as pd
 import pytest
 from helpers import linear_fit
 
-from flatnas_bench.bundled import bundled_table_path, load_bundled_table
-from flatnas_bench.errors import TableError
-from flatnas_bench.loop import LoopConfig, TableOracle, run_loop
-from flatnas_bench.objectives import ObjectiveContext, describe_objectives, make_objectives, registered
-from flatnas_bench.results import (
+from flatnas_bench.core.errors import TableError
+from flatnas_bench.core.results import (
     MetricName,
     complete_row,
     corr_acc_rel,
@@ -24,10 +21,13 @@ from flatnas_bench.results import (
     residual_metric,
     resolve_metric,
 )
-from flatnas_bench.search import Search, SearchConfig, exhaustive, run_search
-from flatnas_bench.space import Arch, canonical_archs, iso_class
-from flatnas_bench.table import BenchTable
-from flatnas_bench.table_readers import load_table
+from flatnas_bench.nb201.space import Arch, canonical_archs, iso_class
+from flatnas_bench.search.engine import Search, SearchConfig, exhaustive, run_search
+from flatnas_bench.search.loop import LoopConfig, TableOracle, run_loop
+from flatnas_bench.search.objectives import ObjectiveContext, describe_objectives, make_objectives, registered
+from flatnas_bench.tables.bundled import bundled_table_path, load_bundled_table
+from flatnas_bench.tables.readers import load_table
+from flatnas_bench.tables.table import BenchTable
 
 CONV = Arch((3,) * 6)
 ONE_SEED_FAILED = "diverged: loss nan at epoch 2 step 13"

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flatnas_bench.errors import ConfigError
-from flatnas_bench.retrain import load_picks, summarise, write_report
-from flatnas_bench.space import Arch
-from flatnas_bench.table import BenchTable
+from flatnas_bench.core.errors import ConfigError
+from flatnas_bench.nb201.space import Arch
+from flatnas_bench.search.retrain import load_picks, summarise, write_report
+from flatnas_bench.tables.table import BenchTable
 
 PICK = Arch.from_str(
     "|nor_conv_3x3~0|+|none~0|nor_conv_1x1~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
@@ -89,8 +89,8 @@ def test_load_picks(tmp_path):
 def test_retrain_with_the_engine_on_cpu(tmp_path, monkeypatch):
     from helpers import TINY, make_imagefolder  # the bench tests' tiny protocol and image folder
 
-    from flatnas_bench.bench import resolve_protocol
-    from flatnas_bench.retrain import retrain
+    from flatnas_bench.bench.driver import resolve_protocol
+    from flatnas_bench.search.retrain import retrain
 
     monkeypatch.setenv("FLATNAS_CACHE", str(tmp_path / "cache"))
     data = make_imagefolder(tmp_path / "images", train_per_class=8, test_per_class=4)
@@ -111,9 +111,9 @@ def test_retrain_command_with_pareto_file_baseline_and_corruptions(tmp_path, mon
     from typer.testing import CliRunner
 
     from cli.main import app
-    from flatnas_bench.corruptions import write_corruption_set
-    from flatnas_bench.data import load_images
-    from flatnas_bench.store import ResultStore
+    from flatnas_bench.corruptions.operations import write_corruption_set
+    from flatnas_bench.engine.data import load_images
+    from flatnas_bench.tables.store import ResultStore
 
     monkeypatch.setenv("FLATNAS_CACHE", str(tmp_path / "cache"))
     data = make_imagefolder(tmp_path / "images", train_per_class=8, test_per_class=4)

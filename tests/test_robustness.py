@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from flatnas_bench.errors import ConfigError, DataError
-from flatnas_bench.robustness import (
+from flatnas_bench.core.errors import ConfigError, DataError
+from flatnas_bench.corruptions.robustness import (
     CorruptionSet,
     ReferenceModel,
     corruption_accuracies,

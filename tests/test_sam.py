@@ -7,8 +7,8 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from flatnas_bench.network import TinyNetwork
-from flatnas_bench.sam import SAM, batchnorms, frozen_bn_stats
+from flatnas_bench.engine.sam import SAM, batchnorms, frozen_bn_stats
+from flatnas_bench.nb201.network import TinyNetwork
 
 ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_3x3~1|skip_connect~2|"
 

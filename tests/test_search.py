@@ -16,21 +16,11 @@ from typer.testing import CliRunner
 
 import cli.search  # noqa: F401  (registers search, loop, retrain)
 from cli.app import app
-from flatnas_bench.costs import cost_arrays
-from flatnas_bench.encodings import live_route_counts
-from flatnas_bench.errors import ConfigError
-from flatnas_bench.objectives import (
-    Objective,
-    ObjectiveContext,
-    alpha_norm_of,
-    fom_values,
-    list_objectives,
-    make_constraint,
-    make_objective,
-    make_objectives,
-    parse_spec,
-)
-from flatnas_bench.search import (
+from flatnas_bench.core.errors import ConfigError
+from flatnas_bench.nb201.costs import cost_arrays
+from flatnas_bench.nb201.encodings import live_route_counts
+from flatnas_bench.nb201.space import Arch, canonical_archs, iso_class
+from flatnas_bench.search.engine import (
     Bounds,
     IsomorphElimination,
     NB201Problem,
@@ -47,7 +37,17 @@ from flatnas_bench.search import (
     run_search,
     search,
 )
-from flatnas_bench.space import Arch, canonical_archs, iso_class
+from flatnas_bench.search.objectives import (
+    Objective,
+    ObjectiveContext,
+    alpha_norm_of,
+    fom_values,
+    list_objectives,
+    make_constraint,
+    make_objective,
+    make_objectives,
+    parse_spec,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -299,7 +299,7 @@ def test_fom_finds_result_table_metric_names():
             return frame.rename(columns=lambda c: c if c == "arch" else f"cifar10_{c}".replace("_std", "") + (
                 "_proxy_std" if c.endswith("_std") else "_proxy"))  # fmt: skip
 
-    from flatnas_bench.search import default_objectives
+    from flatnas_bench.search.engine import default_objectives
 
     context = ObjectiveContext(surrogate=Renamed())
     assert default_objectives(context) == ["fom", "params"]
@@ -314,8 +314,8 @@ def test_search_leaves_dead_cells_out_unless_allowed(tmp_path) -> None:
     from typer.testing import CliRunner
 
     from cli.main import app
-    from flatnas_bench.encodings import live_route_counts
-    from flatnas_bench.search import run_search
+    from flatnas_bench.nb201.encodings import live_route_counts
+    from flatnas_bench.search.engine import run_search
 
     objectives = ["params", "flops:max"]
     default = run_search(objectives, surrogate=None, strategy="exhaustive", compare_exhaustive=False)
@@ -403,9 +403,9 @@ def test_bounds_are_per_objective_and_a_flat_objective_keeps_its_scale() -> None
 
 def test_cli_hybrid_fom_reads_nb201_accuracy_and_the_bundled_r(nb201_csv, tmp_path):
     # the README's hybrid use: NB201's 200-epoch accuracy from its table, R from the bundled surrogate
-    from flatnas_bench.bundled import bundled_surrogate_dir
-    from flatnas_bench.space import canonical_archs
-    from flatnas_bench.table_readers import load_table
+    from flatnas_bench.nb201.space import canonical_archs
+    from flatnas_bench.tables.bundled import bundled_surrogate_dir
+    from flatnas_bench.tables.readers import load_table
     from surrogates import load_surrogate
 
     out = tmp_path / "hybrid"

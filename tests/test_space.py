@@ -9,9 +9,9 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from flatnas_bench import space
-from flatnas_bench.errors import ArchError
-from flatnas_bench.space import (
+from flatnas_bench.core.errors import ArchError
+from flatnas_bench.nb201 import space
+from flatnas_bench.nb201.space import (
     CONV1,
     CONV3,
     NONE,

@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flatnas_bench.errors import TableError
-from flatnas_bench.protocol import get_protocol
-from flatnas_bench.results import RESULT_COLUMNS
-from flatnas_bench.space import Arch, sample_archs
-from flatnas_bench.store import ResultStore
-from flatnas_bench.table_readers import load_table
+from flatnas_bench.core.errors import TableError
+from flatnas_bench.core.protocol import get_protocol
+from flatnas_bench.core.results import RESULT_COLUMNS
+from flatnas_bench.nb201.space import Arch, sample_archs
+from flatnas_bench.tables.readers import load_table
+from flatnas_bench.tables.store import ResultStore
 
 PROTOCOL = get_protocol("proxy", epochs=1)
 CONV = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
@@ -162,7 +162,7 @@ def test_a_table_written_before_corr_acc_rel_is_read_and_upgraded(tmp_path):
 
 
 def test_device_failures_stored_by_older_versions_are_not_done(tmp_path):
-    from flatnas_bench.executors import DEVICE_FAILURE_MARKS
+    from flatnas_bench.bench.executors import DEVICE_FAILURE_MARKS
 
     archs = sample_archs(3, seed=0, unique=True)
     with ResultStore(tmp_path / "t.sqlite") as store:

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flatnas_bench.costs import cost_arrays
-from flatnas_bench.errors import ConfigError, ModelFileError, TableError
-from flatnas_bench.space import Arch, all_archs, iso_class, sample_archs
+from flatnas_bench.core.errors import ConfigError, ModelFileError, TableError
+from flatnas_bench.nb201.costs import cost_arrays
+from flatnas_bench.nb201.space import Arch, all_archs, iso_class, sample_archs
 from surrogates import (
     SurrogateSet,
     create_surrogate,
@@ -293,7 +293,7 @@ def test_query_adds_exact_costs(fitted: SurrogateSet) -> None:
 
 
 def test_real_nb201_subset_ranks_well(nb201_csv: Path) -> None:
-    from flatnas_bench.table_readers import load_table
+    from flatnas_bench.tables.readers import load_table
 
     table = load_table(nb201_csv)
     s = fit_surrogate(table, ["cifar10_valid_acc_200ep"], n_models=2, folds=3, params={"n_estimators": 60})
@@ -303,7 +303,7 @@ def test_real_nb201_subset_ranks_well(nb201_csv: Path) -> None:
 
 
 def test_nats_fixture_fits_without_cv_and_asks_for_fewer_folds(shared_data: Path) -> None:
-    from flatnas_bench.table_readers import load_table
+    from flatnas_bench.tables.readers import load_table
 
     path = shared_data / "nats-tss-fixture" / "NATS-tss-v1_0-3ffb9-simple"
     if not path.exists():

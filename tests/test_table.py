@@ -13,12 +13,12 @@ import pytest
 import torch
 from conftest import require_shared
 
-from flatnas_bench.errors import ArchError, TableError
-from flatnas_bench.protocol import get_protocol
-from flatnas_bench.space import Arch, all_archs, canonical_archs, iso_class
-from flatnas_bench.store import ResultStore
-from flatnas_bench.table import BenchTable
-from flatnas_bench.table_readers import load_table
+from flatnas_bench.core.errors import ArchError, TableError
+from flatnas_bench.core.protocol import get_protocol
+from flatnas_bench.nb201.space import Arch, all_archs, canonical_archs, iso_class
+from flatnas_bench.tables.readers import load_table
+from flatnas_bench.tables.store import ResultStore
+from flatnas_bench.tables.table import BenchTable
 
 INDEX0 = "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|"
 INDEX1 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"

@@ -1,0 +1,5 @@
+"""The shared vocabulary every other layer speaks: user-facing errors, the training protocol and its
+hash, the result row and metric-name grammar, and machine facts (usable CPU cores).
+
+Imports nothing else of the project.
+"""

@@ -1,0 +1,5 @@
+"""The training hot path for one candidate: datasets resident on the device, SAM, training, flatness R
+and loss sharpness, the candidate job that turns an arch into a result row, and stored weights.
+
+May import: ``core``, ``nb201``, ``corruptions``.
+"""

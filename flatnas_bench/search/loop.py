@@ -1,0 +1,496 @@
+"""The FlatNAS loop: sample -> fit a surrogate -> NSGA-II on it -> evaluate picks -> refit, to a budget.
+
+1. Evaluate ``n_init`` random canonical archs (the archive).
+2. Fit a surrogate of every measured quantity the objectives need (``surrogates.fit_surrogate``).
+3. Run NSGA-II (:mod:`flatnas_bench.search.engine`) on the predicted objectives, its first population seeded
+   with the archive's measured non-dominated archs.
+4. Pick ``k`` archs not yet evaluated, spread evenly along the predicted front (:func:`spread_picks`),
+   evaluate them and add them to the archive.
+5. Repeat until ``budget`` archs have been evaluated.
+
+Evaluation goes through an :class:`Evaluator`: :class:`TableOracle` looks archs up in a benchmark table
+(zero cost; used to benchmark the loop itself) and :class:`EngineEvaluator` trains them with the engine
+(``bench.run_bench`` into a SQLite result table). The evaluator's archive is durable, so re-running the
+same call continues where it stopped: every decision depends only on the archive and the seed.
+
+After each iteration the log gets the normalised hypervolume of the measured archive (bounds fixed from
+the initial sample unless given) and the best measured value of each objective so far. With ``fom``
+among the objectives, the search's ``alpha_norm`` is recomputed from the archive each iteration, as the
+method says; the log keeps the initial sample's ``alpha_norm`` so its figures compare across iterations.
+
+>>> from flatnas_bench.tables.readers import load_table                           # doctest: +SKIP
+>>> oracle = TableOracle(load_table("nb201_accuracy.csv"), archive="archive.csv")  # doctest: +SKIP
+>>> result = run_loop(oracle, ["cifar10_valid_acc_200ep", "params"], budget=100)  # doctest: +SKIP
+>>> result.log[["iteration", "n_evaluated", "hypervolume"]]                       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+from flatnas_bench.bench.driver import run_bench, run_protocol
+from flatnas_bench.core.errors import ConfigError, TableError
+from flatnas_bench.core.protocol import get_protocol
+from flatnas_bench.core.results import failed
+from flatnas_bench.nb201.encodings import live_route_counts
+from flatnas_bench.nb201.space import Arch, canonical_archs, sample_archs
+from flatnas_bench.search.engine import (
+    LIVE_CONSTRAINT,
+    Bounds,
+    SearchConfig,
+    SearchResult,
+    hypervolume,
+    pareto_front,
+    search,
+)
+from flatnas_bench.search.objectives import (
+    DEFAULT_ALPHA,
+    ObjectiveContext,
+    alpha_norm_of,
+    make_constraint,
+    make_objectives,
+    measured_quantities,
+    parse_spec,
+    registered,
+)
+from flatnas_bench.tables.store import ResultStore
+from flatnas_bench.tables.table import BenchTable, as_table
+from surrogates import fit_surrogate
+
+
+class Evaluator(Protocol):
+    """Measures archs and keeps every measurement durably (the archive)."""
+
+    def archive(self) -> BenchTable:
+        """One row per evaluated arch in evaluation order (canonical archs), metrics named by the grammar
+        of :mod:`flatnas_bench.core.results`; an arch whose evaluation failed has NaN measurements."""
+        ...
+
+    def evaluate(self, archs: Sequence[Arch]) -> None:
+        """Measure ``archs`` (canonical, not yet in the archive) and add them to the archive."""
+        ...
+
+    def pool(self, quantities: Sequence[str]) -> frozenset[Arch] | None:
+        """The canonical archs this evaluator can measure ``quantities`` (full or short names) for, or
+        None for any arch."""
+        ...
+
+
+def _live_archs() -> frozenset[Arch]:
+    """The canonical archs with at least one live input-to-output route."""
+    archs = canonical_archs()
+    return frozenset(a for a, n in zip(archs, live_route_counts(archs), strict=True) if n > 0)
+
+
+def initial_sample(n: int, seed: int, pool: frozenset[Arch] | None = None) -> list[Arch]:
+    """``n`` distinct canonical archs drawn uniformly by ``seed`` from ``pool`` (default: all 6,466
+    classes, the same draw as ``sample_archs(n, seed, unique=True)``); fewer when the pool is smaller."""
+    if pool is None:
+        return sample_archs(n, seed, unique=True)
+    members = sorted(pool)
+    picks = np.random.default_rng(seed).choice(len(members), size=min(n, len(members)), replace=False)
+    return [members[int(k)] for k in picks]
+
+
+class TableOracle:
+    """Zero-cost evaluator: looks archs up in a benchmark table (an arch's own row, else its class's).
+
+    The archive lives in memory, or in a CSV at ``archive`` that later runs resume from.
+    ``metrics`` limits which table metrics (full or short names) the archive records (default: all).
+    """
+
+    def __init__(
+        self,
+        table: BenchTable | pd.DataFrame,
+        archive: str | Path | None = None,
+        metrics: Sequence[str] | None = None,
+    ) -> None:
+        self.table = as_table(table)
+        self.metrics = (
+            [self.table.resolve(m) for m in metrics] if metrics is not None else list(self.table.metrics)
+        )
+        self.path = None if archive is None else Path(archive)
+        if self.path is not None and self.path.exists():
+            self._archive = pd.read_csv(self.path)
+        else:
+            self._archive = pd.DataFrame(columns=["arch", *self.metrics])
+
+    def pool(self, quantities: Sequence[str]) -> frozenset[Arch]:
+        """The canonical archs whose rows hold every one of ``quantities``: a partial table (or a metric
+        measured for a few archs) can answer for those only."""
+        have = self.table.dropna(quantities)
+        return frozenset(a.canonical() for a in have.archs)
+
+    def archive(self) -> BenchTable:
+        return as_table(self._archive.astype({m: float for m in self.metrics}), source="oracle archive")
+
+    def evaluate(self, archs: Sequence[Arch]) -> None:
+        archs = list(archs)
+        if not archs:
+            return
+        values = self.table.lookup(self.metrics, archs, fill="class")
+        absent = np.isnan(values).all(axis=1)
+        if absent.any():
+            raise TableError(f"the oracle table has no row for arch {archs[int(np.argmax(absent))]}")
+        rows = pd.DataFrame(values, columns=self.metrics)
+        rows.insert(0, "arch", [str(a) for a in archs])
+        self._archive = rows if self._archive.empty else pd.concat([self._archive, rows], ignore_index=True)
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+            self._archive.to_csv(tmp, index=False)
+            tmp.replace(self.path)
+
+
+class EngineEvaluator:
+    """Trains archs with the engine: ``bench.run_bench`` writes each result row into the SQLite table at
+    ``table_path`` (one writer; finished candidates are skipped on re-runs), and the archive is that
+    table's rows for ``protocol`` averaged over ``seeds``, in the order they finished.
+
+    Its metrics are named as a :class:`~flatnas_bench.tables.table.BenchTable` of the same rows names them
+    (``cifar10_val_acc_proxy``, ...), so an oracle over an exported table and the engine agree.
+    """
+
+    def __init__(
+        self,
+        protocol: Any,
+        table_path: str | Path,
+        data_path: str | Path,
+        *,
+        executor: Any = "serial",
+        seeds: Sequence[int] = (0,),
+        **bench_options: Any,
+    ) -> None:
+        protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
+        # as run_bench keys its rows: bf16 on CUDA unless a precision is given
+        self.protocol = run_protocol(protocol, bench_options.get("device"), bench_options.get("precision"))
+        self.table_path = Path(table_path)
+        self.data_path = Path(data_path)
+        self.seeds = list(seeds)
+        self.bench_options = bench_options
+        self.executor = executor
+        if isinstance(executor, str) and executor != "serial":  # one pool for every generation: see close()
+            from flatnas_bench.bench.executors import get_executor
+
+            names = ("device", "threads", "workers", "workers_per_gpu")
+            options = {name: bench_options.pop(name) for name in names if name in bench_options}
+            self.executor = get_executor(executor, keep_alive=True, **options)
+
+    def close(self) -> None:
+        """Stop the worker pool kept alive across the loop's generations."""
+        if not isinstance(self.executor, str):
+            self.executor.close()
+
+    def archive(self) -> BenchTable:
+        rows = pd.DataFrame(columns=["arch", "protocol", "seed"])
+        if self.table_path.exists():
+            with ResultStore(self.table_path, readonly=True) as store:
+                rows = store.to_frame(self.protocol.hash)
+        rows = (
+            rows[rows["seed"].isin(self.seeds)].sort_values("finished_at", kind="stable")
+            if len(rows)
+            else rows
+        )
+        order = list(dict.fromkeys(Arch.from_str(a) for a in rows["arch"]))
+        if rows.empty or not (~failed(rows)).any():
+            return BenchTable(order, {}, source=f"{self.table_path} (protocol {self.protocol.name})")
+        means = BenchTable.from_results(
+            rows, self.protocol.dataset, self.protocol.name, protocol_hash=self.protocol.hash,
+            source=str(self.table_path),
+        )  # fmt: skip
+        values = means.lookup(means.metrics, order, fill="nan")  # an arch whose every seed failed: NaN
+        columns = {name: values[:, k] for k, name in enumerate(means.metrics)}
+        return BenchTable(order, columns, source=means.source, seed_rows=means.per_seed())
+
+    def pool(self, quantities: Sequence[str]) -> None:
+        """None: the engine trains any arch."""
+        return None
+
+    def evaluate(self, archs: Sequence[Arch]) -> None:
+        run_bench(
+            [str(a) for a in archs],
+            self.protocol,
+            self.table_path,
+            self.data_path,
+            executor=self.executor,
+            seeds=self.seeds,
+            **self.bench_options,
+        )
+
+
+# --- fitting ----------------------------------------------------------------------------------------
+
+FitFn = Callable[[BenchTable, list[str], int], Any]
+
+
+def fit_default(
+    archive: BenchTable,
+    targets: list[str],
+    seed: int,
+    *,
+    n_models: int = 5,
+    folds: int = 2,
+    params: dict[str, Any] | None = None,
+) -> Any:
+    """``surrogates.fit_surrogate`` (XGBoost ensemble of ``n_models``) on the archive's measured rows.
+
+    ``folds`` is the cheapest CV the surrogate package allows; the loop never reads the CV report.
+    """
+    return fit_surrogate(
+        archive.dropna(targets), targets, n_models=n_models, seed=seed, folds=folds, params=params
+    )
+
+
+def needed_targets(specs: Sequence[str]) -> list[str]:
+    """The measured quantities the objective and constraint specs read (what the surrogate must predict),
+    as declared where each objective is registered
+    (:func:`~flatnas_bench.search.objectives.measured_quantities`)."""
+    return list(dict.fromkeys(q for spec in specs for q in measured_quantities(spec)))
+
+
+# --- choosing what to evaluate ----------------------------------------------------------------------
+
+
+def spread_picks(
+    result: SearchResult, k: int, exclude: set[Arch] = frozenset(), pool: frozenset[Arch] | None = None
+) -> list[Arch]:
+    """``k`` scored archs, not in ``exclude`` (and in ``pool`` when given), spread evenly along the
+    predicted front.
+
+    Candidates are taken front by front (non-dominated rank 1 first, feasible only). Within a front the
+    first pick is the best in the first objective; each next one is the candidate farthest (in objectives
+    normalised to [0, 1] over all scored archs) from everything picked so far.
+    """
+    allowed = [a not in exclude and (pool is None or a in pool) for a in result.archs]
+    keep = np.array(allowed, dtype=bool) & result.feasible
+    keep &= np.all(np.isfinite(result.F), axis=1)
+    idx = np.flatnonzero(keep)
+    if k <= 0 or len(idx) == 0:
+        return []
+    Z = Bounds.of(result.F[idx]).normalise(result.F[idx])
+    picked: list[int] = []
+    for front in NonDominatedSorting().do(result.F[idx]):
+        front = list(front[np.lexsort(Z[front].T[::-1])])
+        while front and len(picked) < k:
+            if picked:
+                dist = np.min(np.linalg.norm(Z[front][:, None, :] - Z[picked][None, :, :], axis=2), axis=1)
+                choice = front[int(np.argmax(dist))]
+            else:
+                choice = front[0]
+            picked.append(choice)
+            front.remove(choice)
+        if len(picked) >= k:
+            break
+    return [result.archs[idx[i]] for i in picked]
+
+
+# --- the loop ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """Settings of the FlatNAS loop; defaults follow the method (100 initial, 8 per iteration)."""
+
+    budget: int = 300  # total archs evaluated, the initial sample included
+    n_init: int = 100  # initial random sample (canonical archs)
+    k: int = 8  # archs evaluated per iteration
+    seed: int = 0  # seeds the initial sample, the surrogate fits and NSGA-II
+    alpha: float = DEFAULT_ALPHA  # FoM weight when "fom" is an objective
+    strategy: str = "nsga2"  # search on the surrogate: "nsga2" or "exhaustive"
+    search: SearchConfig = field(default_factory=SearchConfig)  # NSGA-II on the surrogate
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.n_init <= self.budget:
+            raise ConfigError(f"need 1 <= n_init <= budget, got n_init={self.n_init}, budget={self.budget}")
+        if self.k < 1:
+            raise ConfigError(f"k must be at least 1, got {self.k}")
+
+
+@dataclass
+class LoopResult:
+    """The archive (measured rows), the per-iteration log, and the measured Pareto front."""
+
+    archive: pd.DataFrame
+    log: pd.DataFrame
+    front: pd.DataFrame
+
+
+def measured_scores(
+    archive: BenchTable,
+    specs: Sequence[str],
+    constraints: Sequence[str] = (),
+    alpha: float = DEFAULT_ALPHA,
+    alpha_norm: float | None = None,
+) -> tuple[list[Arch], np.ndarray, np.ndarray, list[Any]]:
+    """(archs, F minimised, feasible mask, objectives) of the archive's measured values; a FoM uses
+    ``alpha_norm``, or the archive's own mean(Err) / mean(R) when it is ``None``."""
+    context = ObjectiveContext(table=archive, alpha=alpha, alpha_norm=alpha_norm)
+    objectives = make_objectives(specs, context)
+    cons = [make_constraint(c, context) for c in constraints]
+    archs = [a.canonical() for a in archive.archs]
+    F = np.column_stack([o.minimised(archs) for o in objectives])
+    feasible = np.ones(len(archs), dtype=bool)
+    for c in cons:
+        feasible &= c.violation(archs) <= 0
+    return archs, F, feasible & np.all(np.isfinite(F), axis=1), objectives
+
+
+def _archive_alpha_norm(archive: BenchTable, specs: Sequence[str]) -> float | None:
+    """mean(Err) / mean(R) of the archive for the first ``fom`` spec's quantities (None without a FoM)."""
+    for spec in specs:
+        name, options, _ = parse_spec(spec)
+        entry = registered(name)
+        if name == "fom" and entry is not None:
+            acc, r = entry.quantities(options)
+            if archive.has(acc) and archive.has(r):
+                return alpha_norm_of(100.0 - archive.values(acc), archive.values(r))
+    return None
+
+
+@dataclass
+class _Log:
+    """The per-iteration log: hypervolume of the measured archive (fixed bounds) and best values so far,
+    scored with a frozen ``alpha_norm`` so figures compare across iterations; written to ``path``."""
+
+    specs: list[str]
+    constraints: list[str]
+    alpha: float
+    path: Path | None
+    progress: Callable[[dict[str, Any]], None] | None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    norm: float | None = None
+    bounds: Bounds | None = None
+
+    def start(self, archive: BenchTable, n_init: int, bounds: Bounds | None) -> None:
+        if self.path is not None and self.path.exists():
+            self.rows = pd.read_csv(self.path).to_dict("records")
+        initial = archive.head(n_init)
+        self.norm = _archive_alpha_norm(initial, self.specs)
+        if bounds is None:
+            _, F0, ok0, _ = measured_scores(initial, self.specs, self.constraints, self.alpha, self.norm)
+            if not ok0.any():
+                raise TableError(
+                    f"none of the {len(initial)} initial archs has finite, feasible values of "
+                    f"{', '.join(self.specs)}; the oracle lacks them (a metric measured for few archs?)"
+                )
+            bounds = Bounds.of(F0[ok0])
+        self.bounds = bounds
+
+    @property
+    def next_iteration(self) -> int:
+        return int(self.rows[-1]["iteration"]) + 1 if self.rows else 1
+
+    def add(self, archive: BenchTable, iteration: int, picks: Sequence[Arch], fit_s: float, search_s: float):
+        _, F, ok, objs = measured_scores(archive, self.specs, self.constraints, self.alpha, self.norm)
+        row: dict[str, Any] = {
+            "iteration": iteration,
+            "n_evaluated": len(archive),
+            "hypervolume": hypervolume(F[pareto_front(F, ok)], self.bounds),
+        }
+        for j, obj in enumerate(objs):
+            row[f"best_{obj.name}"] = obj.sign * (np.min(F[ok, j]) if ok.any() else np.nan)
+        row.update(fit_s=round(fit_s, 3), search_s=round(search_s, 3), picks=";".join(map(str, picks)))
+        self.rows.append(row)
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            pd.DataFrame(self.rows).to_csv(self.path, index=False)
+        if self.progress is not None:
+            self.progress(row)
+
+
+def _step(
+    archive: BenchTable,
+    specs: list[str],
+    cons: list[str],
+    targets: list[str],
+    cfg: LoopConfig,
+    fit: FitFn,
+    pool: frozenset[Arch] | None,
+) -> tuple[list[Arch], float, float]:
+    """One iteration's decisions: fit on the measured rows, search the surrogate (seeded with the
+    archive's measured front), and pick archs not yet evaluated. Returns (picks, fit s, search s)."""
+    step_seed = cfg.seed + len(archive)
+    measured = archive.dropna(targets)
+    if len(measured) == 0:
+        raise TableError("every evaluation in the archive failed; nothing to fit a surrogate on")
+    start = time.perf_counter()
+    surrogate = fit(measured, targets, step_seed)
+    fit_s = time.perf_counter() - start
+    context = ObjectiveContext(surrogate=surrogate, table=measured, alpha=cfg.alpha)
+    predicted = make_objectives(specs, context)
+    predicted_cons = [make_constraint(c, context) for c in cons]
+    archs, F, ok, _ = measured_scores(archive, specs, cons, cfg.alpha)
+    start = time.perf_counter()
+    result = search(
+        predicted,
+        constraints=predicted_cons,
+        strategy=cfg.strategy,
+        config=replace(cfg.search, seed=step_seed),
+        initial=[archs[i] for i in pareto_front(F, ok)],
+    )
+    search_s = time.perf_counter() - start
+    picks = spread_picks(result, min(cfg.k, cfg.budget - len(archive)), exclude=set(archs), pool=pool)
+    return picks, fit_s, search_s
+
+
+def run_loop(
+    evaluator: Evaluator,
+    objectives: Sequence[str],
+    *,
+    constraints: Sequence[str] = (),
+    config: LoopConfig | None = None,
+    fit: FitFn | None = None,
+    bounds: Bounds | None = None,
+    log_path: str | Path | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+    allow_dead: bool = False,
+) -> LoopResult:
+    """Run (or resume) the FlatNAS loop until ``config.budget`` archs are in the evaluator's archive.
+
+    ``objectives``/``constraints`` are specs as in :mod:`flatnas_bench.search.objectives` (e.g.
+    ``["fom", "params"]``, ``["params<=0.8"]``); the surrogate is fitted on the measured quantities they
+    read (their full names in the archive). ``fit(archive, targets, seed)`` defaults to
+    :func:`fit_default`. ``bounds`` fixes the hypervolume normalisation (default: min/max of the initial
+    sample). ``progress`` gets each log row. Cells with no live input-to-output route are neither sampled
+    nor picked unless ``allow_dead`` (they sit at chance with R = 0).
+    """
+    cfg = config or LoopConfig()
+    specs, cons = list(objectives), list(constraints) + ([] if allow_dead else [LIVE_CONSTRAINT])
+    quantities = needed_targets(specs + cons)
+    if not quantities:
+        raise ConfigError("the objectives read no measured quantity; nothing for the loop to learn")
+    pool = evaluator.pool(quantities) if hasattr(evaluator, "pool") else None
+    pool = None if pool is None or len(pool) == len(canonical_archs()) else frozenset(pool)
+    if not allow_dead:
+        live = _live_archs()
+        pool = live if pool is None else pool & live
+    archive = evaluator.archive()
+    if len(archive) < cfg.n_init:
+        done = {a.canonical() for a in archive.archs}
+        initial = [a for a in initial_sample(cfg.n_init, cfg.seed, pool) if a not in done]
+        evaluator.evaluate(initial[: cfg.n_init - len(archive)])
+        archive = evaluator.archive()
+    targets = [archive.resolve(q) for q in quantities]
+    log = _Log(specs, cons, cfg.alpha, None if log_path is None else Path(log_path), progress)
+    log.start(archive, cfg.n_init, bounds)
+    if not log.rows:
+        log.add(archive, 0, [], 0.0, 0.0)
+    while len(archive) < cfg.budget:
+        iteration = log.next_iteration
+        picks, fit_s, search_s = _step(archive, specs, cons, targets, cfg, fit or fit_default, pool)
+        if not picks:
+            break
+        evaluator.evaluate(picks)
+        archive = evaluator.archive()
+        log.add(archive, iteration, picks, fit_s, search_s)
+    _, F, ok, _ = measured_scores(archive, specs, cons, cfg.alpha)
+    front = archive.take(pareto_front(F, ok)).to_frame()
+    return LoopResult(archive.to_frame(), pd.DataFrame(log.rows), front)

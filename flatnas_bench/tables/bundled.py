@@ -1,0 +1,66 @@
+"""The benchmark table and surrogate this project measured itself, shipped inside the package.
+
+They make ``flatnas-bench search`` and ``flatnas-bench query ARCH`` work on a fresh install with no data
+and no GPU. Provenance (protocol card, the command that reproduces them, hardware, wall time) is in
+``bundled/PROVENANCE.md``.
+
+>>> from flatnas_bench.tables.bundled import load_bundled_table
+>>> len(load_bundled_table()) >= 500  # doctest: +SKIP
+True
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flatnas_bench.core.errors import ModelFileError, TableError
+from flatnas_bench.tables.readers import load_table
+from flatnas_bench.tables.table import BenchTable
+
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "bundled"
+TABLE_FILE = "proxy_cifar10.csv"
+SURROGATE_DIR = "surrogate"
+ARCH_FILE = "archs.txt"
+REPLICATE_FILE = "replicates.txt"  # the 150 archs of ARCH_FILE measured with a second seed
+PROTOCOL = "proxy"  # the protocol every bundled row was measured at (card in bundled/PROVENANCE.md)
+
+# What the bundled surrogate predicts (short names; stored as cifar10_<name>_proxy).
+SURROGATE_TARGETS = (
+    "val_acc", "test_acc", "flatness_r", "loss_sharpness", "corr_acc_mean", "corr_acc_rel", "corr_acc_resid",
+)  # fmt: skip
+
+
+def bundled_table_path() -> Path:
+    """Path of the bundled benchmark table (CSV, one row per measured canonical arch and seed)."""
+    path = BUNDLED_DIR / TABLE_FILE
+    if not path.is_file():
+        raise TableError(f"the bundled benchmark table is missing from this install: {path}")
+    return path
+
+
+def bundled_surrogate_dir() -> Path:
+    """Directory of the bundled surrogate (XGBoost JSON models plus metadata)."""
+    path = BUNDLED_DIR / SURROGATE_DIR
+    if not path.is_dir():
+        raise ModelFileError(
+            f"the bundled surrogate is missing from this install: {path}; pass --surrogate DIR"
+        )
+    return path
+
+
+def bundled_arch_file() -> Path:
+    """The arch list the bundled benchmark was measured on (one NB201 string per line)."""
+    return BUNDLED_DIR / ARCH_FILE
+
+
+def bundled_replicate_file() -> Path:
+    """The bundled archs that were also measured with training seed 1 (drawn at random; PROVENANCE.md)."""
+    return BUNDLED_DIR / REPLICATE_FILE
+
+
+def load_bundled_table() -> BenchTable:
+    """The bundled table as a :class:`~flatnas_bench.tables.table.BenchTable`: one row per arch, each metric
+    the
+    mean over the arch's seeds (``cifar10_n_seeds_proxy`` says how many), per-seed rows kept for
+    :func:`~flatnas_bench.tables.reliability.table_reliability`."""
+    return load_table(bundled_table_path())
