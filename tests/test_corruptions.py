@@ -507,3 +507,9 @@ def test_cli_corrupt_and_grid(image_folder, tmp_path) -> None:
     assert png.read_bytes() == direct.read_bytes()  # --index 1: the second test image
     other = C.save_corruption_grid(tmp_path / "first.png", test_x[0], ["snow"], [1, 2, 3, 4, 5], index=0)
     assert other.read_bytes() != png.read_bytes()
+
+
+def test_a_set_names_its_generator_by_a_fixed_name_so_sets_written_by_0_2_stay_readable(tmp_path):
+    images = np.zeros((2, 32, 32, 3), np.uint8)
+    C.write_corruption_set(images, np.array([0, 1]), tmp_path, ["brightness"], severities=(1,), seed=0)
+    assert read_meta(tmp_path)["generator"] == "flatnas_bench.corruptions"
