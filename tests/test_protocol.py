@@ -49,3 +49,34 @@ def test_unknown_protocol_lists_known() -> None:
 def test_fp16_message_names_alternatives() -> None:
     with pytest.raises(ConfigError, match="bf16"):
         Protocol(precision="fp16")
+
+
+# Every registered protocol's hash as the bundled tables and calibration runs stored it: a field added to
+# Protocol must leave these alone (the hash rule in flatnas_bench.core.protocol).
+PINNED_HASHES = {
+    "nb201": "2ff2664c42d2",
+    "nb201-12": "b21660569d63",
+    "flatnas": "cbd7147bd4a8",
+    "proxy": "e6c3fcf12411",
+    "proxy-0.1": "772034ca7fcd",
+}
+
+
+@pytest.mark.parametrize("name", list_protocols())
+def test_registered_hashes_stay_as_stored(name: str) -> None:
+    assert get_protocol(name).hash == PINNED_HASHES[name]
+
+
+def test_a_later_field_enters_the_hash_only_off_its_default() -> None:
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class Later(Protocol):
+        extra: int = 0  # a field added after 0.2, at the default that reproduces earlier runs
+
+    proxy = get_protocol("proxy")
+    later = Later(**proxy.to_dict())
+    assert later.hash == proxy.hash == PINNED_HASHES["proxy"]
+    assert later.replace(extra=1).hash not in {proxy.hash, later.replace(extra=2).hash}
+    # the fields of 0.2 count as before, whatever their value
+    assert later.replace(precision="bf16").hash == proxy.replace(precision="bf16").hash

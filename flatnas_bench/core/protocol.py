@@ -5,6 +5,10 @@ split, optimiser, schedule, SAM variant, network width/depth, input resolution, 
 corruption subset and precision. Its :attr:`Protocol.hash` (sha256 of the canonical JSON of every field
 but the name) keys the benchmark table, so two rows with the same hash were measured the same way.
 
+A field added after the 0.2 tables (one not in :data:`HASHED_SINCE_0_1`) enters the hash only when it
+differs from its default: give a new field the default that reproduces what was done before it existed,
+and every hash measured before it (the bundled tables, calibration runs) stays the same.
+
 >>> p = get_protocol("nb201-12", sam="sam", rho=0.05)
 >>> (p.epochs, p.sam, p.rho, len(p.hash))
 (12, 'sam', 0.05, 12)
@@ -29,6 +33,13 @@ SCHEDULES = ("cosine", "constant")
 OPTIMIZERS = ("sgd",)
 SAM_VARIANTS = ("none", "sam", "asam")
 PRECISIONS = ("fp32", "bf16")
+# The fields every hash covers, whatever their value: those of the 0.1 and 0.2 tables (never add to this).
+HASHED_SINCE_0_1 = frozenset(
+    ("dataset", "split", "val_size", "train_subset", "test_size", "resolution", "crop_pad", "seed",
+     "epochs", "batch_size", "optimizer", "lr", "lr_schedule", "momentum", "nesterov", "weight_decay",
+     "label_smoothing", "sam", "rho", "C", "N", "flatness_sigma", "flatness_draws", "corruption_subset",
+     "precision")
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -115,8 +126,14 @@ class Protocol:
 
     @property
     def hash(self) -> str:
-        """12 hex digits of sha256 over the canonical JSON of every field except ``name``."""
-        fields = {k: v for k, v in self.to_dict().items() if k != "name"}
+        """12 hex digits of sha256 over the canonical JSON of every field except ``name``, leaving out a
+        field added after 0.2 while it has its default (so earlier hashes hold; module docstring)."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        fields = {
+            k: v
+            for k, v in self.to_dict().items()
+            if k in HASHED_SINCE_0_1 or (k != "name" and v != defaults[k])
+        }
         text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
