@@ -68,7 +68,7 @@ TARGETS: dict[str, Target] = {
         ),
     ),
     "flatnas_bench/engine/sam.py": Target(("tests/test_sam.py",)),
-    "flatnas_bench/search/engine.py": Target(
+    "flatnas_bench/search/fronts.py": Target(
         ("tests/test_search.py",), ("x_pareto_front__*", "xǁBoundsǁ*", "x_hypervolume__*")
     ),
     "flatnas_bench/corruptions/robustness.py": Target(

@@ -2,7 +2,7 @@
 
 For each objective pair, the exhaustive strategy scores all 6,466 canonical archs and gives the exact
 front; NSGA-II (``SearchConfig()`` defaults) runs with several seeds. Hypervolume is normalised by the
-exhaustive set's min/max per objective with reference point 1.1 (see :mod:`flatnas_bench.search.engine`). Each
+exhaustive set's min/max per objective with reference point 1.1 (see :mod:`flatnas_bench.search.fronts`). Each
 timed run builds a fresh objective context, so the time includes every surrogate call it needs.
 
 Objective pairs:
@@ -27,8 +27,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from flatnas_bench.search.engine import SearchConfig, exhaustive, hypervolume_ratio, search
+from flatnas_bench.search.engine import SearchConfig, exhaustive, search
 from flatnas_bench.search.objectives import ObjectiveContext, make_objectives
+from flatnas_bench.search.result import hypervolume_ratio
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CSV = (

@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from flatnas_bench.nb201.space import Arch, sample_archs
-from flatnas_bench.search.engine import Bounds, Search, SearchConfig, exhaustive, hypervolume, pareto_front
+from flatnas_bench.search.engine import Search, SearchConfig, exhaustive
+from flatnas_bench.search.fronts import Bounds, hypervolume, pareto_front
 from flatnas_bench.search.loop import LoopConfig, TableOracle, run_loop
 from flatnas_bench.search.objectives import ObjectiveContext, make_objectives
 from flatnas_bench.tables.readers import load_table

@@ -79,7 +79,8 @@ def search_command(
     allow_dead: Annotated[bool, typer.Option("--allow-dead", help=_ALLOW_DEAD_HELP)] = False,
 ) -> None:
     """Pareto-optimal NB201 archs for the chosen objectives (default: the bundled surrogate)."""
-    from flatnas_bench.search.engine import SearchConfig, run_search
+    from flatnas_bench.search.api import run_search
+    from flatnas_bench.search.engine import SearchConfig
 
     sizes = {"pop_size": pop_size, "n_gen": generations}
     result = run_search(

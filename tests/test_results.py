@@ -22,7 +22,8 @@ from flatnas_bench.core.results import (
     resolve_metric,
 )
 from flatnas_bench.nb201.space import Arch, canonical_archs, iso_class
-from flatnas_bench.search.engine import Search, SearchConfig, exhaustive, run_search
+from flatnas_bench.search.api import run_search
+from flatnas_bench.search.engine import Search, SearchConfig, exhaustive
 from flatnas_bench.search.loop import LoopConfig, TableOracle, run_loop
 from flatnas_bench.search.objectives import ObjectiveContext, describe_objectives, make_objectives, registered
 from flatnas_bench.tables.bundled import bundled_table_path, load_bundled_table

@@ -20,23 +20,9 @@ from flatnas_bench.core.errors import ConfigError
 from flatnas_bench.nb201.costs import cost_arrays
 from flatnas_bench.nb201.encodings import live_route_counts
 from flatnas_bench.nb201.space import Arch, canonical_archs, iso_class
-from flatnas_bench.search.engine import (
-    Bounds,
-    IsomorphElimination,
-    NB201Problem,
-    RandomResetMutation,
-    Scorer,
-    Search,
-    SearchConfig,
-    UniformCrossover,
-    exhaustive,
-    hypervolume,
-    hypervolume_ratio,
-    iso_ids,
-    pareto_front,
-    run_search,
-    search,
-)
+from flatnas_bench.search.api import run_search
+from flatnas_bench.search.engine import NB201Problem, Scorer, Search, SearchConfig, exhaustive, search
+from flatnas_bench.search.fronts import Bounds, hypervolume, pareto_front
 from flatnas_bench.search.objectives import (
     Objective,
     ObjectiveContext,
@@ -48,6 +34,8 @@ from flatnas_bench.search.objectives import (
     make_objectives,
     parse_spec,
 )
+from flatnas_bench.search.operators import IsomorphElimination, RandomResetMutation, UniformCrossover, iso_ids
+from flatnas_bench.search.result import hypervolume_ratio
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -299,7 +287,7 @@ def test_fom_finds_result_table_metric_names():
             return frame.rename(columns=lambda c: c if c == "arch" else f"cifar10_{c}".replace("_std", "") + (
                 "_proxy_std" if c.endswith("_std") else "_proxy"))  # fmt: skip
 
-    from flatnas_bench.search.engine import default_objectives
+    from flatnas_bench.search.api import default_objectives
 
     context = ObjectiveContext(surrogate=Renamed())
     assert default_objectives(context) == ["fom", "params"]
@@ -315,7 +303,6 @@ def test_search_leaves_dead_cells_out_unless_allowed(tmp_path) -> None:
 
     from cli.main import app
     from flatnas_bench.nb201.encodings import live_route_counts
-    from flatnas_bench.search.engine import run_search
 
     objectives = ["params", "flops:max"]
     default = run_search(objectives, surrogate=None, strategy="exhaustive", compare_exhaustive=False)

@@ -1,22 +1,16 @@
-"""Multi-objective search over the NB201 cell space: pymoo NSGA-II or exhaustive, and hypervolume.
+"""Multi-objective search over the NB201 cell space: pymoo NSGA-II or exhaustive.
 
-An arch is 6 integer genes in 0..4 (the op index of each edge). NSGA-II runs with operators made for
-categorical genes, :class:`UniformCrossover` and :class:`RandomResetMutation` (SBX and polynomial mutation
-would treat op indices as ordered numbers), and :class:`IsomorphElimination`, which drops offspring that
-compute the same function as another individual. Every gene vector is scored as its canonical
-representative, each canonical arch once (:class:`Scorer` memoises), and the returned front is the
-non-dominated set of everything scored.
+NSGA-II runs on 6 integer genes with the categorical operators of :mod:`flatnas_bench.search.operators`.
+Every gene vector is scored as its canonical representative, each canonical arch once (:class:`Scorer`
+memoises), and the returned front is the non-dominated set of everything scored
+(:class:`~flatnas_bench.search.result.SearchResult`).
 
 ``strategy="exhaustive"`` scores all 6,466 canonical archs and returns the exact front; the space is small
 enough that this takes one batched call per objective.
 
-Hypervolume is normalised so numbers compare across runs: each minimised objective is scaled by the
-min and max over the exhaustive (feasible) scored set, ``(f - min) / (max - min)``, and the reference point
-is 1.1 in every objective; :func:`hypervolume_ratio` divides by the exhaustive front's value.
-
-Entry levels over one engine: :func:`run_search` (from names to a front; what ``flatnas-bench search``
-runs), :func:`search` (objective objects in, :class:`SearchResult` out) and :class:`Search` (pymoo's
-ask/tell: step it, inspect it, or tell it values measured outside, as a training loop does).
+Entry levels over one engine: :func:`flatnas_bench.search.api.run_search` (from names to a front; what
+``flatnas-bench search`` runs), :func:`search` (objective objects in, a result out) and :class:`Search`
+(pymoo's ask/tell: step it, inspect it, or tell it values measured outside, as a training loop does).
 
 >>> from flatnas_bench.search.objectives import make_objectives
 >>> result = search(make_objectives(["params", "flops:max"]), strategy="exhaustive")
@@ -26,43 +20,27 @@ ask/tell: step it, inspect it, or tell it values measured outside, as a training
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from pymoo.algorithms.moo.nsga2 import NSGA2
-from pymoo.core.crossover import Crossover
-from pymoo.core.duplicate import DuplicateElimination
-from pymoo.core.mutation import Mutation
 from pymoo.core.problem import Problem
-from pymoo.indicators.hv import Hypervolume
-from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from flatnas_bench.core.errors import ConfigError
-from flatnas_bench.nb201.space import NUM_EDGES, NUM_OPS, Arch, canonical_archs, canonical_ordinals
-from flatnas_bench.search.objectives import (
-    DEFAULT_ALPHA,
-    DEFAULT_FOM_ACC,
-    DEFAULT_FOM_R,
-    Constraint,
-    Objective,
-    ObjectiveContext,
-    cost_values,
-    default_sense,
-    make_constraint,
-    make_objectives,
+from flatnas_bench.nb201.space import NUM_EDGES, NUM_OPS, Arch, canonical_archs
+from flatnas_bench.search.objectives import Constraint, Objective
+from flatnas_bench.search.operators import (
+    IsomorphElimination,
+    RandomResetMutation,
+    UniformCrossover,
+    genes_to_archs,
 )
-from flatnas_bench.tables.bundled import bundled_surrogate_dir
-from flatnas_bench.tables.readers import load_table
-from surrogates import load_surrogate
+from flatnas_bench.search.result import SearchResult
 
 STRATEGIES: tuple[str, ...] = ("nsga2", "exhaustive")
-REF_POINT = 1.1  # hypervolume reference point in every normalised objective
 
 
 @dataclass(frozen=True)
@@ -85,66 +63,6 @@ class SearchConfig:
                 raise ConfigError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         if self.max_evals is not None and self.max_evals < 1:
             raise ConfigError(f"max_evals must be positive, got {self.max_evals}")
-
-
-# --- genes <-> archs --------------------------------------------------------------------------------
-
-_PLACE = NUM_OPS ** np.arange(NUM_EDGES - 1, -1, -1)
-
-
-def iso_ids(X: np.ndarray) -> np.ndarray:
-    """Isomorphism-class id (the canonical ordinal) of each gene row of ``X`` (n, 6)."""
-    return canonical_ordinals()[np.asarray(X, dtype=np.int64) @ _PLACE]
-
-
-def genes_to_archs(X: np.ndarray) -> list[Arch]:
-    """Canonical :class:`Arch` of each gene row."""
-    return [Arch.from_ordinal(int(k)) for k in iso_ids(X)]
-
-
-# --- pymoo operators --------------------------------------------------------------------------------
-
-
-class UniformCrossover(Crossover):
-    """Two parents -> two children; each gene comes from either parent with probability 1/2."""
-
-    def __init__(self, prob: float = 0.9) -> None:
-        super().__init__(n_parents=2, n_offsprings=2, prob=prob)
-
-    def _do(self, problem: Problem, X: np.ndarray, *args: Any, random_state: Any = None, **kwargs: Any):
-        first, second = X[0], X[1]
-        take = random_state.random(first.shape) < 0.5
-        return np.stack([np.where(take, first, second), np.where(take, second, first)])
-
-
-class RandomResetMutation(Mutation):
-    """Each gene, with probability ``prob_var``, is reset to a different value drawn uniformly from its
-    bounds (for op genes: another op), so every mutation changes the arch."""
-
-    def _do(self, problem: Problem, X: np.ndarray, *args: Any, random_state: Any = None, **kwargs: Any):
-        X = np.array(X, dtype=np.int64, copy=True)
-        xl, xu = (np.asarray(b, dtype=np.int64) for b in problem.bounds())
-        span = xu - xl + 1
-        hit = random_state.random(X.shape) < self.get_prob_var(problem, size=X.shape)
-        shift = random_state.integers(1, np.maximum(span, 2), size=X.shape)
-        reset = xl + (X - xl + shift) % span
-        return np.where(hit & (span > 1), reset, X)
-
-
-class IsomorphElimination(DuplicateElimination):
-    """Duplicates are archs with the same iso_key (one canonical representative): O(n) by hashing."""
-
-    def _do(self, pop: Any, other: Any, is_duplicate: np.ndarray) -> np.ndarray:
-        ids = iso_ids(pop.get("X"))
-        seen = set() if other is None else set(iso_ids(other.get("X")).tolist())
-        for i, key in enumerate(ids.tolist()):
-            if key in seen:
-                is_duplicate[i] = True
-            seen.add(key)
-        return is_duplicate
-
-
-# --- scoring ----------------------------------------------------------------------------------------
 
 
 class Scorer:
@@ -232,194 +150,6 @@ class NB201Problem(Problem):
         out["F"] = F
         if self.n_ieq_constr:
             out["G"] = G
-
-
-# --- fronts and hypervolume -------------------------------------------------------------------------
-
-
-def pareto_front(F: np.ndarray, feasible: np.ndarray | None = None) -> np.ndarray:
-    """Indices of the non-dominated rows of ``F`` (n, m; all minimised) among the feasible rows,
-    sorted by the first objective. Ties (equal rows) are all kept."""
-    F = np.asarray(F, dtype=float)
-    candidates = np.arange(len(F)) if feasible is None else np.flatnonzero(feasible)
-    candidates = candidates[np.all(np.isfinite(F[candidates]), axis=1)]
-    if len(candidates) == 0:
-        return candidates
-    front = candidates[NonDominatedSorting().do(F[candidates], only_non_dominated_front=True)]
-    return front[np.lexsort(F[front].T[::-1])]
-
-
-@dataclass(frozen=True)
-class Bounds:
-    """Per-objective min and max of minimised values; maps F to [0, 1] for hypervolume."""
-
-    lo: np.ndarray
-    hi: np.ndarray
-
-    @classmethod
-    def of(cls, F: np.ndarray) -> Bounds:
-        F = np.asarray(F, dtype=float)
-        F = F[np.all(np.isfinite(F), axis=1)]
-        return cls(F.min(axis=0), F.max(axis=0))
-
-    def normalise(self, F: np.ndarray) -> np.ndarray:
-        span = np.where(self.hi > self.lo, self.hi - self.lo, 1.0)
-        return (np.asarray(F, dtype=float) - self.lo) / span
-
-
-def hypervolume(F: np.ndarray, bounds: Bounds, ref: float = REF_POINT) -> float:
-    """Hypervolume of minimised points ``F`` after :meth:`Bounds.normalise`, reference ``ref`` per axis;
-    points outside the reference box contribute nothing."""
-    Z = bounds.normalise(F)
-    Z = Z[np.all(ref > Z, axis=1)]
-    if len(Z) == 0:
-        return 0.0
-    ref_point = np.full(Z.shape[1], ref)
-    return float(Hypervolume(ref_point=ref_point, norm_ref_point=False)(Z))
-
-
-# --- results ----------------------------------------------------------------------------------------
-
-
-@dataclass
-class SearchResult:
-    """Everything a search scored and its Pareto front.
-
-    ``archs``/``F``/``G`` cover every scored canonical arch (``F`` minimised); ``front`` indexes the
-    feasible non-dominated ones. :attr:`front_table` and :attr:`scored_table` give user-facing values.
-    """
-
-    objectives: list[Objective]
-    constraints: list[Constraint]
-    archs: list[Arch]
-    F: np.ndarray
-    G: np.ndarray
-    strategy: str
-    seconds: float
-    config: SearchConfig | None = None
-    hv_ratio: float | None = None  # front hypervolume / exhaustive front's, when compared
-    front: np.ndarray = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.front = pareto_front(self.F, self.feasible)
-
-    @property
-    def feasible(self) -> np.ndarray:
-        return np.all(self.G <= 0, axis=1) if self.G.size else np.ones(len(self.archs), dtype=bool)
-
-    @property
-    def front_archs(self) -> list[Arch]:
-        return [self.archs[i] for i in self.front]
-
-    @property
-    def n_evaluated(self) -> int:
-        return len(self.archs)
-
-    def values(self) -> np.ndarray:
-        """Objective values in their own sense and unit (maximised ones positive again)."""
-        signs = np.array([o.sign for o in self.objectives])
-        return self.F * signs
-
-    def hypervolume(self, bounds: Bounds | None = None) -> float:
-        """Normalised hypervolume of the front (bounds default to this result's own feasible set)."""
-        bounds = bounds or Bounds.of(self.F[self.feasible])
-        return hypervolume(self.F[self.front], bounds)
-
-    def table(self, rows: np.ndarray | None = None, costs: bool = True) -> pd.DataFrame:
-        """One row per arch (all scored, or ``rows``): arch, objective values (+ ``_std``), costs."""
-        idx = np.arange(len(self.archs)) if rows is None else np.asarray(rows, dtype=int)
-        archs = [self.archs[i] for i in idx]
-        frame = pd.DataFrame({"arch": [str(a) for a in archs]})
-        values = self.values()
-        for j, obj in enumerate(self.objectives):
-            frame[obj.name] = values[idx, j]
-            if obj.std is not None:
-                frame[f"{obj.name}_std"] = obj.std(archs) if archs else []
-        if costs and archs:
-            for name, column in (("params", "params_m"), ("flops", "flops_m")):
-                if name not in frame.columns:
-                    frame[column] = cost_values(archs, column)
-        frame["feasible"] = self.feasible[idx]
-        return frame
-
-    @property
-    def front_table(self) -> pd.DataFrame:
-        return self.table(self.front)
-
-    def save(self, out: str | Path, *, plot: bool = True) -> dict[str, Path]:
-        """Write ``pareto.csv``, ``pareto.json``, ``scored.csv`` and ``front.png`` under ``out``."""
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        front = self.front_table
-        paths = {"csv": out / "pareto.csv", "json": out / "pareto.json", "scored": out / "scored.csv"}
-        front.to_csv(paths["csv"], index=False)
-        meta = {
-            "strategy": self.strategy,
-            "objectives": [{"name": o.name, "sense": o.sense, "unit": o.unit} for o in self.objectives],
-            "constraints": [str(c) for c in self.constraints],
-            "n_evaluated": self.n_evaluated,
-            "seconds": round(self.seconds, 3),
-            "config": None if self.config is None else self.config.__dict__,
-            "hv_ratio": self.hv_ratio,
-            "pareto": json.loads(front.to_json(orient="records")),
-        }
-        paths["json"].write_text(json.dumps(meta, indent=2) + "\n")
-        self.table(costs=False).to_csv(paths["scored"], index=False)
-        if plot:
-            paths["png"] = out / "front.png"
-            self.plot(paths["png"])
-        return paths
-
-    def plot(self, path: str | Path) -> Path:
-        """PNG of every scored arch (grey; infeasible faded) and the front (red) on the first two
-        objectives; a single objective is plotted against exact params."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        values = self.values()
-        if len(self.objectives) >= 2:
-            # a cost (params, flops, latency) goes on x, as in the usual accuracy-vs-size plots
-            i, j = (1, 0) if _is_cost(self.objectives[1]) and not _is_cost(self.objectives[0]) else (0, 1)
-            x, y = values[:, i], values[:, j]
-            xlabel, ylabel = self.objectives[i].label, self.objectives[j].label
-        else:
-            x, y = cost_values(self.archs, "params_m"), values[:, 0]
-            xlabel, ylabel = "params (M)", self.objectives[0].label
-        feasible = self.feasible
-        fig, ax = plt.subplots(figsize=(6.4, 4.6), dpi=120)
-        if (~feasible).any():
-            ax.scatter(x[~feasible], y[~feasible], s=5, c="0.85", label="infeasible", rasterized=True)
-        ax.scatter(
-            x[feasible], y[feasible], s=5, c="0.55", label=f"scored ({self.n_evaluated})", rasterized=True
-        )
-        order = self.front[np.argsort(x[self.front], kind="stable")]
-        ax.plot(x[order], y[order], "o-", c="tab:red", ms=4, lw=1, label=f"Pareto front ({len(order)})")
-        for axis, v in ((ax.set_xlim, x), (ax.set_ylim, y)):  # a few wild predictions must not squash it
-            finite = v[np.isfinite(v)]
-            lo = min(np.quantile(finite, 0.01), np.min(v[self.front]))
-            hi = max(np.quantile(finite, 0.99), np.max(v[self.front]))
-            pad = 0.05 * (hi - lo or 1.0)
-            axis(lo - pad, hi + pad)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        constraints = f"; {', '.join(map(str, self.constraints))}" if self.constraints else ""
-        hv = f"; hypervolume {self.hv_ratio:.4f} of exhaustive" if self.hv_ratio is not None else ""
-        ax.set_title(f"NB201 {self.strategy} search{constraints}{hv}", fontsize=10)
-        ax.legend(loc="best", fontsize=8)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(path)
-        plt.close(fig)
-        return Path(path)
-
-
-def _is_cost(objective: Objective) -> bool:
-    return objective.name in ("params", "flops") or objective.name.endswith("_ms")
-
-
-# --- the search engines -----------------------------------------------------------------------------
 
 
 class Search:
@@ -564,93 +294,4 @@ def search(
     return Search(objectives, constraints, config, list(initial) if initial else None).run()
 
 
-def hypervolume_ratio(result: SearchResult, reference: SearchResult) -> float:
-    """``result``'s front hypervolume over ``reference``'s (an exhaustive result), both normalised by the
-    reference's feasible min/max with reference point 1.1."""
-    bounds = Bounds.of(reference.F[reference.feasible])
-    return result.hypervolume(bounds) / reference.hypervolume(bounds)
-
-
-def default_objectives(context: ObjectiveContext) -> list[str]:
-    """``["fom", "params"]`` when the context offers the FoM's accuracy and R, else the first accuracy-like
-    target or column with ``params``."""
-    names = context.targets + context.columns
-    if context.find(DEFAULT_FOM_ACC) and context.find(DEFAULT_FOM_R):
-        return ["fom", "params"]
-    accuracies = [n for n in names if default_sense(n) == "max"]
-    if not accuracies and not names:
-        raise ConfigError("no surrogate or table to take objectives from; pass --surrogate or --table")
-    return [(accuracies or names)[0], "params"]
-
-
-# Every cell with at least one live input-to-output route: the default constraint of search and loop.
-LIVE_CONSTRAINT = "live_routes>=1"
-
-
-def run_search(
-    objectives: Sequence[str] | None = None,
-    *,
-    surrogate: Any = "bundled",
-    tables: Sequence[str | Path] = (),
-    constraints: Sequence[str] = (),
-    max_params: float | None = None,
-    alpha: float = DEFAULT_ALPHA,
-    strategy: str = "nsga2",
-    config: SearchConfig | None = None,
-    compare_exhaustive: bool = True,
-    allow_dead: bool = False,
-) -> SearchResult:
-    """One call from names to a front: what ``flatnas-bench search`` runs.
-
-    Cells with no live input-to-output route (they sit at chance with R = 0, yet are the smallest) are
-    left out by the constraint :data:`LIVE_CONSTRAINT` unless ``allow_dead``.
-
-    ``surrogate`` is a directory written by ``fit-surrogate``, a fitted ``SurrogateSet``, ``"bundled"``
-    (the package's own) or ``None``. ``tables`` are joined into one table whose columns become objectives
-    (e.g. the latency CSV's ``pixel3_ms``). ``max_params`` (M) adds ``params<=max_params``. With
-    ``compare_exhaustive`` an NSGA-II result also gets :attr:`SearchResult.hv_ratio`.
-
-    >>> r = run_search(["params", "flops:max"], surrogate=None, max_params=0.5)   # doctest: +SKIP
-    """
-    if surrogate == "bundled":
-        surrogate = bundled_surrogate_dir()
-    if isinstance(surrogate, (str, Path)):
-        surrogate = load_surrogate(surrogate)
-    table = None
-    if tables:
-        table = load_table(tables[0])
-        for extra in tables[1:]:
-            table = table.join(load_table(extra))
-    context = ObjectiveContext(surrogate=surrogate, table=table, alpha=alpha)
-    objs = make_objectives(list(objectives) if objectives else default_objectives(context), context)
-    specs = list(constraints) + ([f"params<={max_params}"] if max_params is not None else [])
-    specs += [] if allow_dead else [LIVE_CONSTRAINT]
-    cons = [make_constraint(c, context) for c in specs]
-    result = search(objs, constraints=cons, strategy=strategy, config=config)
-    if compare_exhaustive:
-        reference = result if strategy == "exhaustive" else exhaustive(objs, cons)
-        result.hv_ratio = hypervolume_ratio(result, reference)
-    return result
-
-
-__all__ = [
-    "LIVE_CONSTRAINT",
-    "STRATEGIES",
-    "Bounds",
-    "IsomorphElimination",
-    "NB201Problem",
-    "RandomResetMutation",
-    "Scorer",
-    "Search",
-    "SearchConfig",
-    "SearchResult",
-    "UniformCrossover",
-    "exhaustive",
-    "genes_to_archs",
-    "hypervolume",
-    "hypervolume_ratio",
-    "iso_ids",
-    "pareto_front",
-    "run_search",
-    "search",
-]
+__all__ = ["STRATEGIES", "NB201Problem", "Scorer", "Search", "SearchConfig", "exhaustive", "search"]

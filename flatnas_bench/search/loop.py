@@ -42,17 +42,11 @@ from flatnas_bench.core.protocol import get_protocol
 from flatnas_bench.core.results import failed
 from flatnas_bench.nb201.encodings import live_route_counts
 from flatnas_bench.nb201.space import Arch, canonical_archs, sample_archs
-from flatnas_bench.search.engine import (
-    LIVE_CONSTRAINT,
-    Bounds,
-    SearchConfig,
-    SearchResult,
-    hypervolume,
-    pareto_front,
-    search,
-)
+from flatnas_bench.search.engine import SearchConfig, search
+from flatnas_bench.search.fronts import Bounds, hypervolume, pareto_front
 from flatnas_bench.search.objectives import (
     DEFAULT_ALPHA,
+    LIVE_CONSTRAINT,
     ObjectiveContext,
     alpha_norm_of,
     make_constraint,
@@ -61,6 +55,7 @@ from flatnas_bench.search.objectives import (
     parse_spec,
     registered,
 )
+from flatnas_bench.search.result import SearchResult
 from flatnas_bench.tables.store import ResultStore
 from flatnas_bench.tables.table import BenchTable, as_table
 from surrogates import fit_surrogate

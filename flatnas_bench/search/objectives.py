@@ -49,6 +49,8 @@ ArchFunc = Callable[[Sequence[Arch]], np.ndarray]
 DEFAULT_ALPHA = 0.5  # FoM weight of the error term (the paper's best trade-off)
 DEFAULT_FOM_ACC = "val_acc"  # accuracy column / target (%) whose error enters the FoM
 DEFAULT_FOM_R = "flatness_r"  # flatness R(sigma, M) column / target (accuracy points)
+# Every cell with at least one live input-to-output route: the default constraint of search and loop.
+LIVE_CONSTRAINT = "live_routes>=1"
 
 
 @dataclass(frozen=True, eq=False)
