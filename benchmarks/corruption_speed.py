@@ -24,7 +24,8 @@ import cv2
 import numpy as np
 
 from flatnas_bench.core.cores import usable_cores
-from flatnas_bench.corruptions.operations import ALL_CORRUPTIONS, SEVERITIES, iter_corruptions
+from flatnas_bench.corruptions.generate import iter_corruptions
+from flatnas_bench.corruptions.robustness import ALL_CORRUPTIONS, SEVERITIES
 from flatnas_bench.corruptions.textures import frost_source, frost_textures
 
 

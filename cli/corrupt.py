@@ -67,7 +67,7 @@ def corrupt(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from flatnas_bench.core.cores import usable_cores
-    from flatnas_bench.corruptions.operations import write_corruption_set
+    from flatnas_bench.corruptions.generate import write_corruption_set
     from flatnas_bench.engine.data import load_images
 
     if workers is not None and workers < 1:
@@ -102,7 +102,7 @@ def corrupt_grid(
     scale: Annotated[int, typer.Option("--scale", help="Enlargement of each 32 px image.")] = 3,
 ) -> None:
     """Write a PNG grid of one test image: rows = corruptions, columns = clean + severities."""
-    from flatnas_bench.corruptions.operations import save_corruption_grid
+    from flatnas_bench.corruptions.grid import save_corruption_grid
     from flatnas_bench.engine.data import load_images
 
     test = load_images(data, dataset).test

@@ -25,7 +25,7 @@ import flatnas_bench.engine.train
 from cli.main import app
 from flatnas_bench.core.errors import ConfigError
 from flatnas_bench.core.results import RESULT_COLUMNS
-from flatnas_bench.corruptions.operations import write_corruption_set
+from flatnas_bench.corruptions.generate import write_corruption_set
 from flatnas_bench.engine.data import load_images
 from flatnas_bench.nb201.space import sample_archs
 from flatnas_bench.tables.store import ResultStore

@@ -19,6 +19,9 @@ from skimage import color, filters
 from typer.testing import CliRunner
 
 from flatnas_bench.core.errors import ConfigError, DataError
+from flatnas_bench.corruptions import generate as G
+from flatnas_bench.corruptions import grid as V
+from flatnas_bench.corruptions import imaging as I
 from flatnas_bench.corruptions import operations as C
 from flatnas_bench.corruptions import textures as T
 from flatnas_bench.corruptions.robustness import load_cifar_c, read_meta
@@ -170,8 +173,8 @@ def test_deterministic_by_seed_and_independent_of_batching(name: str) -> None:
 
 def test_iter_corruptions_chunks_do_not_change_results() -> None:
     x = smooth_images(5)
-    ((_, small_chunks),) = C.iter_corruptions(x, ["snow"], (2, 5), seed=3, chunk=2)
-    ((_, one_chunk),) = C.iter_corruptions(x, ["snow"], (2, 5), seed=3, chunk=100)
+    ((_, small_chunks),) = G.iter_corruptions(x, ["snow"], (2, 5), seed=3, chunk=2)
+    ((_, one_chunk),) = G.iter_corruptions(x, ["snow"], (2, 5), seed=3, chunk=100)
     assert small_chunks.shape == (2, 5, 32, 32, 3)
     assert np.array_equal(small_chunks, one_chunk)
 
@@ -179,15 +182,15 @@ def test_iter_corruptions_chunks_do_not_change_results() -> None:
 def test_worker_processes_give_the_serial_pixels_in_order() -> None:
     x = smooth_images(7)
     names, levels = ["snow", "frost", "glass_blur"], (1, 4)
-    serial = dict(C.iter_corruptions(x, names, levels, seed=5, chunk=3))
+    serial = dict(G.iter_corruptions(x, names, levels, seed=5, chunk=3))
     seen: list[int] = []
-    parallel = list(C.iter_corruptions(x, names, levels, seed=5, chunk=3, on_progress=seen.append, workers=2))
+    parallel = list(G.iter_corruptions(x, names, levels, seed=5, chunk=3, on_progress=seen.append, workers=2))
     assert [name for name, _ in parallel] == names
     for name, out in parallel:
         assert np.array_equal(out, serial[name]), name
     assert sum(seen) == len(names) * len(levels) * len(x) and max(seen) == 3
     with pytest.raises(ConfigError, match="workers"):
-        next(C.iter_corruptions(x, names, levels, workers=0))
+        next(G.iter_corruptions(x, names, levels, workers=0))
 
 
 def test_bad_inputs_raise_one_line_errors() -> None:
@@ -245,7 +248,7 @@ def test_spatter_wraps_its_liquid_layer_like_the_original(golden: dict[str, np.n
     around (the parity test checks those pixels); clipping it instead would change the water."""
     loc, scale, sigma, threshold, _, _ = C.CORRUPTIONS["spatter"].params[2]
     rngs = C._ImageRngs(int(golden["seed"]), "spatter", 3, golden["indices"])
-    liquid = C._gaussian(rngs.draw(lambda g: g.normal(loc, scale, (32, 32))), sigma)
+    liquid = I.gaussian(rngs.draw(lambda g: g.normal(loc, scale, (32, 32))), sigma)
     liquid[liquid < threshold] = 0
     assert (liquid * 255 >= 256).any(axis=(1, 2)).tolist() == [False, False, True, False]
     wrapped = (np.floor(liquid[2] * 255) % 256).astype(np.uint8)
@@ -261,9 +264,9 @@ def test_hsv_matches_skimage() -> None:
     rgb = np.random.default_rng(0).random((500, 3))
     rgb[:50, 1] = rgb[:50, 0]  # ties between channels
     rgb[50:60] = 0.4  # grey
-    hsv = C._rgb_to_hsv(rgb)
+    hsv = I.rgb_to_hsv(rgb)
     assert np.array_equal(hsv, color.rgb2hsv(rgb))
-    assert np.array_equal(C._hsv_to_rgb(hsv), color.hsv2rgb(hsv))
+    assert np.array_equal(I.hsv_to_rgb(hsv), color.hsv2rgb(hsv))
 
 
 def test_pixelate_is_bit_exact_with_pillow() -> None:
@@ -278,7 +281,7 @@ def test_pixelate_is_bit_exact_with_pillow() -> None:
                 for img in x
             ]
         )
-        assert np.array_equal(C._pil_box_resize(C._pil_box_resize(x, size), 32), expected)
+        assert np.array_equal(I.pil_box_resize(I.pil_box_resize(x, size), 32), expected)
 
 
 def test_gaussian_is_skimage_bit_for_bit_in_both_precisions() -> None:
@@ -286,7 +289,7 @@ def test_gaussian_is_skimage_bit_for_bit_in_both_precisions() -> None:
     for sigma in (0.05, 0.4, 1.0):
         for data in (x, x.astype(np.float32)):
             expected = np.stack([filters.gaussian(image, sigma=sigma, channel_axis=-1) for image in data])
-            ours = C._gaussian(data, sigma)
+            ours = I.gaussian(data, sigma)
             assert ours.dtype == data.dtype and np.array_equal(ours, expected)
 
 
@@ -294,7 +297,7 @@ def test_bilinear_is_map_coordinates_bit_for_bit_with_reflect_border() -> None:
     rng = np.random.default_rng(2)
     x = rng.random((2, 32, 32, 3)).astype(np.float32)
     ys, xs = rng.uniform(-2.5, 33.5, (2, 2, 32, 32))
-    ours = C._bilinear(x, ys, xs, "reflect")
+    ours = I.bilinear(x, ys, xs, "reflect")
     for k in range(2):
         for c in range(3):
             expected = ndimage.map_coordinates(x[k, ..., c], [ys[k], xs[k]], order=1, mode="reflect")
@@ -318,7 +321,7 @@ def test_clipped_zoom_matches_scipy_zoom() -> None:
             zoomed = ndimage.zoom(img[top : top + crop, top : top + crop], (zoom, zoom, 1), order=1)
             trim = (zoomed.shape[0] - 32) // 2
             expected.append(zoomed[trim : trim + 32, trim : trim + 32])
-        assert np.allclose(C._clipped_zoom_sum(x, [zoom]), np.stack(expected), atol=1e-9)
+        assert np.allclose(I.clipped_zoom_sum(x, [zoom]), np.stack(expected), atol=1e-9)
 
 
 def test_glass_blur_equals_the_original_sequential_swap_loop() -> None:
@@ -329,7 +332,7 @@ def test_glass_blur_equals_the_original_sequential_swap_loop() -> None:
         rngs = C._ImageRngs(0, "glass_blur", severity, np.arange(2))
         expected = []
         for img, g in zip(x, rngs.generators(), strict=True):
-            y = (C._gaussian(img[None] / 255.0, sigma)[0] * 255).astype(np.uint8)
+            y = (I.gaussian(img[None] / 255.0, sigma)[0] * 255).astype(np.uint8)
             shifts = g.integers(-delta, delta, size=(iterations, (32 - 2 * delta) ** 2, 2))
             for it in range(iterations):
                 k = 0
@@ -338,7 +341,7 @@ def test_glass_blur_equals_the_original_sequential_swap_loop() -> None:
                         dx, dy = shifts[it, k]
                         k += 1
                         y[h, w], y[h + dy, w + dx] = y[h + dy, w + dx], y[h, w]
-            expected.append(np.clip(C._gaussian(y[None] / 255.0, sigma)[0], 0, 1) * 255)
+            expected.append(np.clip(I.gaussian(y[None] / 255.0, sigma)[0], 0, 1) * 255)
         assert np.array_equal(C.corrupt(x, "glass_blur", severity), np.stack(expected).astype(np.uint8))
 
 
@@ -369,13 +372,13 @@ def test_plasma_fractal_equals_the_original_diamond_square() -> None:
         stepsize //= 2
         wibble /= decay
     maparray -= maparray.min()
-    assert np.allclose(C._plasma_fractal(uniforms, decay)[0], maparray / maparray.max())
+    assert np.allclose(I.plasma_fractal(uniforms, decay, 32)[0], maparray / maparray.max())
 
 
 def test_motion_blur_kernel_follows_imagemagick() -> None:
     x = np.zeros((1, 32, 32, 1), np.uint8)
     x[0, 10, 10] = 255
-    out = C._motion_blur(x, radius=6, sigma=2.0, angles=np.array([0.0]))[0, ..., 0]
+    out = I.motion_blur(x, radius=6, sigma=2.0, angles=np.array([0.0]))[0, ..., 0]
     weights = np.exp(-(np.arange(13) ** 2) / 8.0)
     # at angle 0 pixel (10, c) averages pixels (10, c + i): the dot spreads to the left, one-sided, and the
     # 16-bit sum is rounded to a quantum, then truncated to 8 bits
@@ -428,25 +431,25 @@ def test_frost_falls_back_to_procedural_textures_with_a_warning(tmp_path, monkey
 
 def test_write_corruption_set_round_trips_and_resumes(tmp_path) -> None:
     x, y = smooth_images(4), np.arange(4) % 3
-    assert C.write_corruption_set(x, y, tmp_path, ["fog", "contrast"], (1, 3), seed=2) == ["fog", "contrast"]
+    assert G.write_corruption_set(x, y, tmp_path, ["fog", "contrast"], (1, 3), seed=2) == ["fog", "contrast"]
     cset = load_cifar_c(tmp_path)
     assert cset.names == ("fog", "contrast") and cset.severities == (1, 3)
     assert np.array_equal(cset.images["fog"][1], C.corrupt(x, "fog", 3, seed=2))
     assert np.array_equal(cset.labels, y)
     assert read_meta(tmp_path)["frost"] == "photographs"
-    assert C.write_corruption_set(x, y, tmp_path, ["fog", "snow"], (1, 3), seed=2) == ["snow"]
+    assert G.write_corruption_set(x, y, tmp_path, ["fog", "snow"], (1, 3), seed=2) == ["snow"]
     with pytest.raises(DataError, match="other settings"):
-        C.write_corruption_set(x, y, tmp_path, ["fog"], (1, 3), seed=3)
-    memory = C.generate_corruption_set(x, y, ["fog"], (1, 3), seed=2)
+        G.write_corruption_set(x, y, tmp_path, ["fog"], (1, 3), seed=3)
+    memory = G.generate_corruption_set(x, y, ["fog"], (1, 3), seed=2)
     assert np.array_equal(memory.images["fog"], cset.images["fog"])
 
 
 def test_corruption_grid_and_png(tmp_path) -> None:
     image = smooth_images(1)[0]
-    grid = C.corruption_grid(image, ["fog", "frost"], (1, 5), seed=0, index=3)
+    grid = V.corruption_grid(image, ["fog", "frost"], (1, 5), seed=0, index=3)
     assert grid.shape == (2, 3, 32, 32, 3) and np.array_equal(grid[0, 0], image)
     assert np.array_equal(grid[1, 2], C.corrupt(image[None], "frost", 5, 0, [3])[0])
-    path = C.save_corruption_grid(tmp_path / "grid.png", image, ["fog", "frost"], (1, 5), scale=2)
+    path = V.save_corruption_grid(tmp_path / "grid.png", image, ["fog", "frost"], (1, 5), scale=2)
     with Image.open(path) as png:
         assert png.size[0] > 3 * 64 and png.size[1] > 2 * 64
 
@@ -503,13 +506,13 @@ def test_cli_corrupt_and_grid(image_folder, tmp_path) -> None:
     )
     assert result.exit_code == 0, result.output
     test_x = load_images(image_folder, "cifar10").test.x
-    direct = C.save_corruption_grid(tmp_path / "direct.png", test_x[1], ["snow"], [1, 2, 3, 4, 5], index=1)
+    direct = V.save_corruption_grid(tmp_path / "direct.png", test_x[1], ["snow"], [1, 2, 3, 4, 5], index=1)
     assert png.read_bytes() == direct.read_bytes()  # --index 1: the second test image
-    other = C.save_corruption_grid(tmp_path / "first.png", test_x[0], ["snow"], [1, 2, 3, 4, 5], index=0)
+    other = V.save_corruption_grid(tmp_path / "first.png", test_x[0], ["snow"], [1, 2, 3, 4, 5], index=0)
     assert other.read_bytes() != png.read_bytes()
 
 
 def test_a_set_names_its_generator_by_a_fixed_name_so_sets_written_by_0_2_stay_readable(tmp_path):
     images = np.zeros((2, 32, 32, 3), np.uint8)
-    C.write_corruption_set(images, np.array([0, 1]), tmp_path, ["brightness"], severities=(1,), seed=0)
+    G.write_corruption_set(images, np.array([0, 1]), tmp_path, ["brightness"], severities=(1,), seed=0)
     assert read_meta(tmp_path)["generator"] == "flatnas_bench.corruptions"

@@ -111,7 +111,7 @@ def test_retrain_command_with_pareto_file_baseline_and_corruptions(tmp_path, mon
     from typer.testing import CliRunner
 
     from cli.main import app
-    from flatnas_bench.corruptions.operations import write_corruption_set
+    from flatnas_bench.corruptions.generate import write_corruption_set
     from flatnas_bench.engine.data import load_images
     from flatnas_bench.tables.store import ResultStore
 

@@ -193,11 +193,8 @@ def _corruption_set(dataset: str, subset: int, data_path: str, corruptions: str 
 
     if corruptions is not None:
         return load_cifar_c(corruptions, subset=subset)
-    from flatnas_bench.corruptions.operations import (
-        BENCHMARK_CORRUPTIONS,
-        GENERATOR_VERSION,
-        write_corruption_set,
-    )
+    from flatnas_bench.corruptions.generate import GENERATOR_VERSION, write_corruption_set
+    from flatnas_bench.corruptions.robustness import BENCHMARK_CORRUPTIONS
     from flatnas_bench.corruptions.textures import frost_source
     from flatnas_bench.engine.data import cache_dir, load_images
 
