@@ -1,4 +1,4 @@
-"""The three validations of the bundled benchmark that the README reports.
+"""The three validations of the bundled benchmark that docs/benchmark.md reports.
 
 1. Fidelity: Kendall tau between the proxy's validation accuracy and NAS-Bench-201's 200-epoch CIFAR-10 test
    accuracy over the same archs (the NB201 CSV is read for this check only; it is never bundled).

@@ -6,7 +6,7 @@ when a test fails. Each module runs in its own throw-away copy of the project wi
 selected, so one module's figure neither waits for nor depends on the whole suite. Prints, per module,
 mutants / killed / survived / other (timeout, no tests, suspicious) and the raw score killed / mutants,
 then every survivor's diff, to be judged: killed by a new test, or equivalent (no test can tell it from
-the original); the README records the judgements and the score over non-equivalent mutants.
+the original); docs/testing.md records the judgements and the score over non-equivalent mutants.
 
 Slow (minutes per module on 2 cores, far longer for the modules whose tests train networks); not in CI.
 

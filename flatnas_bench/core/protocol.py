@@ -206,7 +206,7 @@ def flatnas() -> Protocol:
 @register_protocol
 def proxy() -> Protocol:
     """The cheap CPU protocol of the bundled benchmark (since 0.2), chosen by measured reliability per
-    CPU second (``benchmarks/protocol_calibration.py``, README "Choosing the bundled protocol").
+    CPU second (``benchmarks/protocol_calibration.py``, docs/benchmark.md "Choosing the bundled protocol").
 
     A narrow NB201 network (C = 8, N = 1) at 16 x 16 px (area-downsampled once, flip only), trained with
     plain SAM (rho 0.05) over SGD Nesterov, lr 0.1 cosine, wd 5e-4, label smoothing 0.1, batch 128, for 4

@@ -5,7 +5,7 @@ Each operation follows Hendrycks & Dietterich's CIFAR generator (``make_cifar_c.
 parameters (not the stronger ImageNet-C ones), vectorised over a batch of 32x32 RGB uint8 images where
 that keeps the original's arithmetic. Output is uint8 by truncation, as in the original. Given the same
 random draws, every corruption gives the original's pixels, checked on real CIFAR-10 test images by
-``tests/test_corruptions.py`` against golden outputs of the original functions (README: the measured
+``tests/test_corruptions.py`` against golden outputs of the original functions (docs/figures.md: the measured
 figures). How each of the original's libraries is matched:
 
 * OpenCV's own arithmetic (``Canny``, ``distanceTransform`` with its 5x5 mask, ``equalizeHist``,
