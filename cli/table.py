@@ -4,6 +4,7 @@ reliability of a benchmark table written by ``bench``.
     flatnas-bench table show runs/proxy.sqlite --sort val_acc --limit 10
     flatnas-bench table export runs/proxy.sqlite runs/proxy.parquet
     flatnas-bench table reliability flatnas_bench/bundled/proxy_cifar10.csv
+    flatnas-bench table reliability flatnas_bench/bundled/proxy_cifar10.csv --by family
 
 All only read the table, so they are safe while a bench run is writing it.
 """
@@ -42,6 +43,20 @@ class Action(str, Enum):
     reliability = "reliability"
 
 
+class View(str, Enum):
+    """``table reliability --by``: the views of :data:`flatnas_bench.tables.reliability.RELIABILITY_VIEWS`."""
+
+    metric = "metric"
+    corruption = "corruption"
+    family = "family"
+
+
+_BY_HELP = (
+    "reliability: metric (every measured metric), corruption (relative accuracy, corruption / clean "
+    "test accuracy, per corruption) or family (per CIFAR-10-C family: noise, blur, weather, digital)."
+)
+
+
 def show_frame(store: ResultStore, protocol: str | None, sort: str | None, limit: int | None) -> pd.DataFrame:
     """The rows ``table show`` prints: key metrics of one protocol (or all), sorted descending by ``sort``."""
     protocol_hash = store.resolve_protocol(protocol)[0] if protocol else None
@@ -74,12 +89,16 @@ def table(
     boot: Annotated[
         int, typer.Option("--boot", help="reliability: bootstrap resamples per 95 % interval.", min=0)
     ] = 1000,
+    by: Annotated[View, typer.Option("--by", help=_BY_HELP)] = View.metric,
 ) -> None:
     """Show a benchmark table's rows and protocols, export it to CSV/Parquet, or print each metric's
-    seed-to-seed reliability (Spearman, Kendall, ICC with bootstrap 95 % intervals)."""
+    seed-to-seed reliability (Spearman, Kendall, ICC with bootstrap 95 % intervals), per metric or of
+    relative robustness per corruption or family (--by)."""
     if action is Action.reliability:
-        _reliability(path, protocol, as_json, boot)
+        _reliability(path, protocol, as_json, boot, by.value)
         return
+    if by is not View.metric:
+        raise ConfigError(f"--by is an option of table reliability, not of table {action.value}")
     with ResultStore(path, readonly=True) as store:
         if action is Action.export:
             if out is None:
@@ -104,21 +123,25 @@ def _show(store: ResultStore, protocol: str | None, sort: str | None, limit: int
     typer.echo(frame.to_string(index=False, max_colwidth=100, float_format=lambda v: f"{v:.4g}"))
 
 
-def _reliability(path: Path, protocol: str | None, as_json: bool, boot: int) -> None:
+def _reliability(path: Path, protocol: str | None, as_json: bool, boot: int, by: str) -> None:
     import json
 
     from flatnas_bench.tables.readers import load_table
     from flatnas_bench.tables.reliability import table_reliability
 
-    results = table_reliability(load_table(path), protocol, boot=boot)
+    results = table_reliability(load_table(path), protocol, by=by, boot=boot)
     if as_json:
         typer.echo(json.dumps([r.as_dict() for r in results], indent=1))
         return
     typer.echo(f"seed-to-seed reliability over the archs of {path} with two seeds (first two seeds each)")
-    typer.echo(f"{'metric':36} {'archs':>5} {'Spearman [95 % CI]':>22} {'Kendall [95 % CI]':>22} "
+    if by != "metric":
+        typer.echo(f"relative accuracy (corruption accuracy / clean test accuracy, per row) per {by}; "
+                   "mean: over both seeds of those archs")  # fmt: skip
+    typer.echo(f"{'metric':40} {'archs':>5} {'mean':>8} {'Spearman [95 % CI]':>22} {'Kendall [95 % CI]':>22} "
                f"{'ICC [95 % CI]':>22} {'within SE':>9}")  # fmt: skip
     for r in results:
         cells = [f"{v:6.3f} [{lo:6.3f}, {hi:6.3f}]" for v, (lo, hi) in
                  ((r.spearman, r.spearman_ci), (r.kendall, r.kendall_ci), (r.icc, r.icc_ci))]  # fmt: skip
         se = f"{r.within_se:9.3f}" if r.within_se == r.within_se else f"{'-':>9}"
-        typer.echo(f"{r.metric:36} {r.archs:5d} {cells[0]:>22} {cells[1]:>22} {cells[2]:>22} {se}")
+        head = f"{r.metric:40} {r.archs:5d} {r.mean:8.4g}"
+        typer.echo(f"{head} {cells[0]:>22} {cells[1]:>22} {cells[2]:>22} {se}")

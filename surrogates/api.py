@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from flatnas_bench.core.errors import ConfigError, ModelFileError, TableError
-from flatnas_bench.core.results import CORR_ACC_RESID, resolve_metrics
+from flatnas_bench.core.results import CORR_ACC_RESID, metric_column, resolve_metrics
 from flatnas_bench.nb201.costs import cost_arrays
 from flatnas_bench.nb201.space import Arch, ArchLike, parse_archs
 from flatnas_bench.tables.reliability import attainable_kendall, table_reliability
@@ -217,7 +217,8 @@ def noise_ceilings(table: BenchTable, targets: Sequence[str], boot: int = 200) -
     :func:`~flatnas_bench.tables.reliability.attainable_kendall`);
     None for targets without replicates (and for tables with no per-seed rows)."""
     try:
-        found = {r.metric: r for r in table_reliability(table, boot=boot)}
+        columns = [metric_column(t) for t in targets]
+        found = {r.metric: r for r in table_reliability(table, columns=columns, boot=boot)}
         long = table.per_seed()
     except TableError:
         found, long = {}, None

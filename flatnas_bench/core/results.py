@@ -8,7 +8,10 @@ means the same thing in every command and module.
 :class:`flatnas_bench.tables.store.ResultStore`
 stores: one arch, protocol and seed. :func:`complete_row` adds the derived column ``corr_acc_rel``
 (= ``corr_acc_mean / test_acc``) where the row is made; :func:`normalise_rows` derives it for older tables
-and CSV exports that lack it.
+and CSV exports that lack it, and derives from the row's ``corr_per`` (JSON) its relative accuracy per
+corruption and per family (:data:`CORRUPTION_FAMILIES`): ``corr_rel_fog``, ``corr_rel_noise``, ... (a
+ratio, corruption accuracy over clean test accuracy), so every table of ours offers them as metrics,
+surrogate targets and objectives (:func:`corruption_relatives`).
 
 **The metric-name grammar** is ``{dataset}_{column}_{protocol}``: ``cifar10_val_acc_proxy`` is the
 result-row column ``val_acc`` on CIFAR-10 under protocol ``proxy``; NB201's own names follow it too
@@ -31,6 +34,7 @@ MetricName(dataset='cifar100', column='test_acc', protocol='12ep_1seed')
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +45,15 @@ import pandas as pd
 
 from flatnas_bench.core.errors import TableError
 from flatnas_bench.core.protocol import list_protocols
+
+_NAME_CHARS = re.compile(r"[^a-z0-9]+")
+
+
+def label(text: str) -> str:
+    """``text`` as a name part: lower case, runs of other characters turned into ``_`` (``nb201-12`` ->
+    ``nb201_12``)."""
+    return _NAME_CHARS.sub("_", str(text).lower()).strip("_")
+
 
 # --- the result row ---------------------------------------------------------------------------------
 
@@ -107,6 +120,26 @@ METRIC_COLUMNS: tuple[str, ...] = tuple(
 N_SEEDS = "n_seeds"  # per-arch table column: successful seeds averaged
 CORR_ACC_RESID = "corr_acc_resid"  # per-table derived metric (see residual_metric)
 
+#: The CIFAR-10-C grouping of the 15 benchmark corruptions into families (Hendrycks & Dietterich, 2019),
+#: each in the official order.
+CORRUPTION_FAMILIES: dict[str, tuple[str, ...]] = {
+    "noise": ("gaussian_noise", "shot_noise", "impulse_noise"),
+    "blur": ("defocus_blur", "glass_blur", "motion_blur", "zoom_blur"),
+    "weather": ("snow", "frost", "fog", "brightness"),
+    "digital": ("contrast", "elastic_transform", "pixelate", "jpeg_compression"),
+}
+FAMILY_CORRUPTIONS: tuple[str, ...] = tuple(c for members in CORRUPTION_FAMILIES.values() for c in members)
+CORR_REL = "corr_rel"  # prefix of the derived relative accuracy per corruption / family (a ratio)
+
+
+def corr_rel_column(corruption_or_family: str) -> str:
+    """The row column of relative accuracy under one corruption or family: ``fog`` -> ``corr_rel_fog``."""
+    return f"{CORR_REL}_{label(corruption_or_family)}"
+
+
+#: Units of the derived per-corruption and per-family relative accuracies.
+UNITS.update({corr_rel_column(n): "ratio" for n in (*FAMILY_CORRUPTIONS, *CORRUPTION_FAMILIES)})
+
 
 def corr_acc_rel(corr_acc_mean: Any, test_acc: Any) -> np.ndarray:
     """Corruption accuracy relative to clean test accuracy, ``corr_acc_mean / test_acc`` (a ratio); NaN
@@ -128,6 +161,56 @@ def complete_row(row: Mapping[str, Any]) -> dict[str, Any]:
     ratio = float(corr_acc_rel(out["corr_acc_mean"], out["test_acc"])[0])
     out["corr_acc_rel"] = None if np.isnan(ratio) else ratio
     return out
+
+
+def _corr_per_records(texts: Sequence[Any], where: str) -> list[dict[str, Any]]:
+    """Each row's ``corr_per`` JSON as a dict ({} where absent); malformed text raises naming its row."""
+    records = []
+    for row, text in enumerate(texts):
+        if text is None or (not isinstance(text, str) and pd.isna(text)) or not str(text).strip():
+            records.append({})
+            continue
+        try:
+            parsed = json.loads(text)
+        except (TypeError, ValueError):
+            parsed = None
+        numbers = isinstance(parsed, dict) and all(
+            v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in parsed.values()
+        )
+        if not numbers:
+            raise TableError(
+                f"malformed corr_per in row {row} of {where}: {str(text)[:80]!r} "
+                "(expected JSON {corruption: accuracy %})"
+            )
+        records.append(parsed)
+    return records
+
+
+def corruption_relatives(
+    corr_per: Sequence[Any], test_acc: Any, where: str = "results"
+) -> dict[str, np.ndarray]:
+    """Per row, relative accuracy (corruption accuracy / clean test accuracy, a ratio) under each corruption
+    the rows' ``corr_per`` JSON names (``corr_rel_{corruption}``, benchmark order first) and per family of
+    :data:`CORRUPTION_FAMILIES` whose every member is named (``corr_rel_{family}``: the mean over its
+    members, NaN in a row that lacks one). NaN where ``test_acc`` is missing or 0; columns with no finite
+    value are left out. Malformed JSON raises :class:`TableError` naming its row and ``where``.
+
+    >>> out = corruption_relatives(['{"fog": 40.0, "frost": 45.0}', None], [50.0, 60.0])
+    >>> {k: v.tolist() for k, v in out.items()}
+    {'corr_rel_frost': [0.9, nan], 'corr_rel_fog': [0.8, nan]}
+    """
+    records = _corr_per_records(list(corr_per), where)
+    named = dict.fromkeys(k for record in records for k in record)
+    order = [c for c in FAMILY_CORRUPTIONS if c in named] + sorted(set(named) - set(FAMILY_CORRUPTIONS))
+    test = np.asarray(pd.to_numeric(pd.Series(np.atleast_1d(test_acc)), errors="coerce"), float)
+    out: dict[str, np.ndarray] = {}
+    for corruption in order:
+        accuracy = np.array([np.nan if r.get(corruption) is None else r[corruption] for r in records], float)
+        out[corr_rel_column(corruption)] = corr_acc_rel(accuracy, test)
+    for family, members in CORRUPTION_FAMILIES.items():
+        if all(corr_rel_column(m) in out for m in members):
+            out[corr_rel_column(family)] = np.mean([out[corr_rel_column(m)] for m in members], axis=0)
+    return {name: values for name, values in out.items() if np.isfinite(values).any()}
 
 
 def residual_metric(y: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -162,18 +245,19 @@ DATASET_PREFIXES: dict[str, str] = {
 #: Columns the grammar knows: the result row's, the per-arch and derived ones, and NB201's own.
 KNOWN_COLUMNS: tuple[str, ...] = tuple(
     sorted(
-        {*METRIC_COLUMNS, N_SEEDS, CORR_ACC_RESID, "acc", "valid_acc", "train_sec_per_epoch"},
+        {
+            *METRIC_COLUMNS,
+            N_SEEDS,
+            CORR_ACC_RESID,
+            "acc",
+            "valid_acc",
+            "train_sec_per_epoch",
+            *(corr_rel_column(n) for n in (*FAMILY_CORRUPTIONS, *CORRUPTION_FAMILIES)),
+        },
         key=lambda c: (-len(c), c),
     )
 )
-_NAME_CHARS = re.compile(r"[^a-z0-9]+")
 _FIDELITY_PART = re.compile(r"^\d+ep(?:_\d+seeds?)?$")
-
-
-def label(text: str) -> str:
-    """``text`` as a name part: lower case, runs of other characters turned into ``_`` (``nb201-12`` ->
-    ``nb201_12``)."""
-    return _NAME_CHARS.sub("_", str(text).lower()).strip("_")
 
 
 def dataset_prefix(dataset: str) -> str:
@@ -261,6 +345,18 @@ def metric_column(name: str) -> str:
     return MetricName.parse(name).column
 
 
+def higher_is_better(name: str) -> bool:
+    """Whether a larger value of the metric ``name`` is better: accuracies (``acc`` in the column, so the
+    corruption-accuracy ratio and residual too) and relative accuracy per corruption or family
+    (``corr_rel_*``); not errors, costs, latencies, R or losses.
+
+    >>> higher_is_better("cifar10_corr_rel_noise_proxy"), higher_is_better("flatness_r")
+    (True, False)
+    """
+    column = metric_column(name).lower()
+    return "acc" in column or column.startswith(CORR_REL + "_")
+
+
 def matches(name: str, available: Iterable[str]) -> list[str]:
     """The names in ``available`` that ``name`` names by the grammar (exact name first, alone)."""
     available = list(available)
@@ -317,17 +413,24 @@ def drop_failed(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[~failed(frame)]
 
 
-def normalise_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """Result rows with the contract's metric columns as float and ``corr_acc_rel`` derived wherever the
-    stored rows lack it (tables and CSV exports older than that column)."""
+def normalise_rows(frame: pd.DataFrame, where: str = "results") -> pd.DataFrame:
+    """Result rows with the contract's metric columns as float, ``corr_acc_rel`` derived wherever the
+    stored rows lack it (tables and CSV exports older than that column), and the relative accuracy per
+    corruption and per family derived from ``corr_per`` (:func:`corruption_relatives`)."""
     out = frame.copy()
     for column in METRIC_COLUMNS:
         if column in out.columns:
             out[column] = pd.to_numeric(out[column], errors="coerce").astype("float64")
-    if "corr_acc_mean" in out.columns and "test_acc" in out.columns:
-        derived = corr_acc_rel(out["corr_acc_mean"], out["test_acc"])
-        stored = out["corr_acc_rel"].to_numpy(float) if "corr_acc_rel" in out.columns else derived
-        out["corr_acc_rel"] = np.where(np.isnan(stored), derived, stored)
+    if "test_acc" not in out.columns:
+        return out
+    derived = {}
+    if "corr_acc_mean" in out.columns:
+        derived["corr_acc_rel"] = corr_acc_rel(out["corr_acc_mean"], out["test_acc"])
+    if "corr_per" in out.columns:
+        derived.update(corruption_relatives(out["corr_per"].tolist(), out["test_acc"], where))
+    for name, values in derived.items():
+        stored = pd.to_numeric(out[name], errors="coerce").to_numpy(float) if name in out.columns else values
+        out[name] = np.where(np.isnan(stored), values, stored)
     return out
 
 
@@ -360,7 +463,7 @@ def numeric_columns(frame: pd.DataFrame, skip: Iterable[str], where: str) -> dic
 def per_seed(frame: pd.DataFrame, where: str = "results") -> pd.DataFrame:
     """The long frame of successful rows: ``arch``, ``seed`` (when present), then every numeric metric
     column (float, NaN = not measured), in the rows' order. A repeated (arch, seed) raises."""
-    rows = normalise_rows(drop_failed(frame))
+    rows = normalise_rows(drop_failed(frame), where)
     keys = ["arch", *(["seed"] if "seed" in rows.columns else [])]
     if "seed" in rows.columns:
         repeated = rows.duplicated(subset=keys).to_numpy()

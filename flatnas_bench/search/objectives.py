@@ -37,7 +37,7 @@ from typing import Any, Literal
 import numpy as np
 
 from flatnas_bench.core.errors import ConfigError
-from flatnas_bench.core.results import matches, metric_column, resolve_metric
+from flatnas_bench.core.results import higher_is_better, matches, resolve_metric
 from flatnas_bench.nb201.costs import cost_arrays
 from flatnas_bench.nb201.encodings import live_route_counts
 from flatnas_bench.nb201.space import Arch, canonical_archs
@@ -256,9 +256,9 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str], Sense | None]:
 
 
 def default_sense(name: str) -> Sense:
-    """Accuracies (and the corruption-accuracy ratio and residual) are maximised; everything else
-    (errors, costs, latencies, R, FoM) minimised."""
-    return "max" if "acc" in metric_column(name).lower() else "min"
+    """Accuracies (and the corruption-accuracy ratios and residual, ``corr_rel_*`` included) are
+    maximised; everything else (errors, costs, latencies, R, FoM) minimised."""
+    return "max" if higher_is_better(name) else "min"
 
 
 def make_objective(spec: str | Objective, context: ObjectiveContext | None = None) -> Objective:

@@ -11,6 +11,9 @@ seeds, its two lowest seeds as the replicate pair and reports over those archs:
 * ``within_se``: the mean within-measurement standard error, where the caller has one per row (e.g. R over
   its M draws: ``flatness_r_std / sqrt(M)``).
 
+:func:`table_reliability` reports a table's metrics in a view: every measured metric, or relative
+robustness (corruption accuracy / clean test accuracy) per corruption or per CIFAR-10-C family.
+
 These are the metric's noise ceilings. A surrogate's cross-validated Kendall tau is read against them
 through :func:`attainable_kendall`: a predictor of the noise-free value correlates with one noisy
 measurement more closely than a second noisy measurement does, so the tau it can reach lies above
@@ -25,6 +28,7 @@ measurement more closely than a second noisy measurement does, so the tau it can
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -32,7 +36,15 @@ import pandas as pd
 from scipy import stats
 
 from flatnas_bench.core.errors import TableError
-from flatnas_bench.core.results import CORR_ACC_RESID, MetricName, label, residual_metric
+from flatnas_bench.core.results import (
+    CORR_ACC_RESID,
+    CORR_REL,
+    CORRUPTION_FAMILIES,
+    MetricName,
+    corr_rel_column,
+    label,
+    residual_metric,
+)
 from flatnas_bench.tables.table import BenchTable
 
 
@@ -163,42 +175,73 @@ RELIABILITY_COLUMNS = (
     "val_acc", "test_acc", "train_acc", "val_loss", "test_loss", "flatness_r", "loss_sharpness",
     "corr_acc_mean", "corr_acc_rel", "corr_acc_resid", "mce",
 )  # fmt: skip
+#: The views of :func:`table_reliability`: every measured metric, relative accuracy per corruption, or per
+#: CIFAR-10-C family (beside the overall ``corr_acc_rel``).
+RELIABILITY_VIEWS = ("metric", "corruption", "family")
+
+
+def view_columns(by: str, present: Sequence[str]) -> list[str]:
+    """The row columns a view reports, in order, among ``present`` (the columns a table's rows hold):
+    ``metric``: :data:`RELIABILITY_COLUMNS`; ``corruption``: every ``corr_rel_{corruption}``;
+    ``family``: ``corr_acc_rel`` then ``corr_rel_{family}`` for noise, blur, weather, digital."""
+    families = [corr_rel_column(f) for f in CORRUPTION_FAMILIES]
+    if by == "metric":
+        wanted = list(RELIABILITY_COLUMNS)
+    elif by == "corruption":
+        wanted = [c for c in present if c.startswith(CORR_REL + "_") and c not in families]
+    elif by == "family":
+        wanted = ["corr_acc_rel", *families]
+    else:
+        raise TableError(f"unknown reliability view {by!r}; choose from {', '.join(RELIABILITY_VIEWS)}")
+    return [c for c in wanted if c in present]
 
 
 def table_reliability(
-    table: BenchTable, protocol: str | None = None, *, boot: int = 1000, seed: int = 0
+    table: BenchTable,
+    protocol: str | None = None,
+    *,
+    by: str = "metric",
+    columns: Sequence[str] | None = None,
+    boot: int = 1000,
+    seed: int = 0,
 ) -> list[Reliability]:
-    """Seed-to-seed :class:`Reliability` of every measured metric of a table of our results (one per
-    metric and protocol, ``protocol`` picking one), over its archs with at least two seeds.
+    """Seed-to-seed :class:`Reliability` of a table of our results over its archs with at least two seeds:
+    one per reported column and protocol (``protocol`` picking one).
 
-    ``corr_acc_resid`` is computed per seed row here (corruption accuracy minus its least-squares line in
-    clean test accuracy over all seed rows of the protocol); R's within-measurement standard error is the
-    mean of the rows' ``flatness_r_se``. Raises :class:`TableError` when no arch has two seeds.
+    ``by`` picks the view (:data:`RELIABILITY_VIEWS`): every measured metric (``metric``), relative
+    accuracy per corruption (``corruption``: ``corr_rel_fog``, ...) or per family (``family``);
+    ``columns`` (row columns such as ``corr_rel_noise``) replaces the view. ``corr_acc_resid`` is computed
+    per seed row here (corruption accuracy minus its least-squares line in clean test accuracy over all
+    seed rows of the protocol); R's within-measurement standard error is the mean of the rows'
+    ``flatness_r_se``. Raises :class:`TableError` when no arch has two seeds or the view finds nothing.
     """
     long = table.per_seed()
-    columns: dict[str, dict[str, str]] = {}
+    by_protocol: dict[str, dict[str, str]] = {}
     for name in long.columns.drop(["arch", "seed"], errors="ignore"):
         parsed = MetricName.parse(name)
-        columns.setdefault(parsed.protocol or "", {})[parsed.column] = name
+        by_protocol.setdefault(parsed.protocol or "", {})[parsed.column] = name
     if protocol is not None:
         wanted = label(protocol)
-        if wanted not in columns:
+        if wanted not in by_protocol:
             raise TableError(
-                f"{table.source} has no rows of protocol {protocol!r}; it has {', '.join(columns)}"
+                f"{table.source} has no rows of protocol {protocol!r}; it has {', '.join(by_protocol)}"
             )
-        columns = {wanted: columns[wanted]}
+        by_protocol = {wanted: by_protocol[wanted]}
     if "seed" not in long.columns or (long.groupby("arch")["seed"].nunique() < 2).all():
         raise TableError(
             f"no arch in {table.source} has two seeds; measure replicates with bench --seeds 0,1"
         )
     out = []
-    for names in columns.values():
+    for names in by_protocol.values():
         if "corr_acc_mean" in names and "test_acc" in names:
             resid = names["corr_acc_mean"].replace("corr_acc_mean", CORR_ACC_RESID, 1)
             long[resid] = residual_metric(long[names["corr_acc_mean"]], long[names["test_acc"]])
             names = {**names, CORR_ACC_RESID: resid}
-        for column in RELIABILITY_COLUMNS:
-            if column in names and long[names[column]].notna().any():
-                se = names.get("flatness_r_se") if column == "flatness_r" else None
-                out.append(metric_reliability(long, names[column], boot=boot, seed=seed, se_column=se))
+        present = [c for c in names if long[names[c]].notna().any()]
+        chosen = [c for c in columns if c in present] if columns is not None else view_columns(by, present)
+        for column in chosen:
+            se = names.get("flatness_r_se") if column == "flatness_r" else None
+            out.append(metric_reliability(long, names[column], boot=boot, seed=seed, se_column=se))
+    if not out and columns is None and by != "metric":
+        raise TableError(f"{table.source} has no per-{by} relative accuracy: its rows carry no corr_per")
     return out

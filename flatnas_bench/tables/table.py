@@ -20,6 +20,10 @@ every name-taking method accepts a short name resolved by that grammar (:meth:`B
 * Wherever a table has ``{d}_corr_acc_mean_{p}`` and ``{d}_test_acc_{p}`` it also has the derived
   ``{d}_corr_acc_resid_{p}``: corruption accuracy minus its least-squares line on clean test accuracy over
   this table's rows that have both (:func:`flatnas_bench.core.results.residual_metric`).
+* Wherever result rows carry ``corr_per`` (accuracy per corruption) the table has relative accuracy per
+  corruption and per CIFAR-10-C family, seed means of the per-row ratio corruption / clean test accuracy:
+  ``cifar10_corr_rel_fog_proxy``, ``cifar10_corr_rel_noise_proxy`` (noise, blur, weather, digital; see
+  :func:`flatnas_bench.core.results.corruption_relatives`), named ``corr_rel_fog`` or ``corr_rel_noise``.
 
 >>> arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
 >>> table.get(arch, "cifar10_test_acc_200ep"), table.get(1, "cifar10_test_acc_200ep")  # doctest: +SKIP
