@@ -18,7 +18,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from flatnas_bench.core.errors import ConfigError
+from flatnas_bench.core.registry import Registry
 
 
 class Surrogate(ABC):
@@ -48,7 +48,7 @@ class Surrogate(ABC):
         """Hyperparameters and ensemble size, JSON-serialisable (saved in the metadata)."""
 
 
-_REGISTRY: dict[str, type[Surrogate]] = {}
+SURROGATES: Registry[type[Surrogate]] = Registry("surrogate model")
 S = TypeVar("S", bound=type[Surrogate])
 
 
@@ -56,28 +56,21 @@ def register_surrogate(name: str) -> Callable[[S], S]:
     """Class decorator: make a :class:`Surrogate` subclass available to :func:`create_surrogate`."""
 
     def decorate(cls: S) -> S:
-        if name in _REGISTRY:
-            raise ValueError(f"surrogate {name!r} is already registered")
+        SURROGATES.add(name, cls)
         cls.name = name
-        _REGISTRY[name] = cls
         return cls
 
     return decorate
 
 
 def list_surrogates() -> list[str]:
-    """Names of the registered surrogate models, sorted."""
-    return sorted(_REGISTRY)
+    """Names of the registered surrogate models, in registration order."""
+    return SURROGATES.names()
 
 
 def surrogate_class(name: str) -> type[Surrogate]:
     """The registered class called ``name``; :class:`ConfigError` naming the choices otherwise."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown surrogate model {name!r}; available: {', '.join(list_surrogates())}"
-        ) from None
+    return SURROGATES.get(name)
 
 
 def create_surrogate(name: str, **params: Any) -> Surrogate:

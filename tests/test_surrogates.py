@@ -242,7 +242,7 @@ def test_every_registered_model_keeps_the_contract(name: str, tmp_path: Path) ->
     np.testing.assert_array_equal(again[0], mean)
     with pytest.raises(ConfigError, match="unknown"):
         create_surrogate(name, no_such_knob=1)
-    with pytest.raises(ConfigError, match="available: xgboost"):
+    with pytest.raises(ConfigError, match=r"unknown surrogate model .no-such-model.; known: xgboost"):
         create_surrogate("no-such-model")
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flatnas_bench.core.errors import ConfigError
+from flatnas_bench.core.registry import Registry
 
 DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
 SPLITS = ("holdout", "cifar10-valid")
@@ -148,28 +149,22 @@ class Protocol:
         return dataclasses.replace(self, **overrides)
 
 
-_REGISTRY: dict[str, Callable[[], Protocol]] = {}
+PROTOCOLS: Registry[Callable[[], Protocol]] = Registry("protocol")
 
 
 def register_protocol(factory: Callable[[], Protocol]) -> Callable[[], Protocol]:
     """Decorator: register ``factory`` under the name of the protocol it returns."""
-    name = factory().name
-    if name in _REGISTRY:
-        raise ConfigError(f"protocol {name!r} registered twice")
-    _REGISTRY[name] = factory
-    return factory
+    return PROTOCOLS.add(factory().name, factory)
 
 
 def get_protocol(name: str, **overrides: Any) -> Protocol:
     """The preset ``name`` with ``overrides`` applied, e.g. ``get_protocol("nb201", sam="asam", rho=0.5)``."""
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown protocol {name!r}; known: {', '.join(list_protocols())}")
-    return _REGISTRY[name]().replace(**overrides)
+    return PROTOCOLS.get(name)().replace(**overrides)
 
 
 def list_protocols() -> list[str]:
     """Registered protocol names, in registration order."""
-    return list(_REGISTRY)
+    return PROTOCOLS.names()
 
 
 @register_protocol
