@@ -49,8 +49,6 @@ TARGETS: dict[str, Target] = {
     "flatnas_bench/engine/flatness.py": Target(
         (
             "tests/test_flatness.py",
-            "tests/test_definitions.py::test_fom_weighs_err_by_alpha_and_r_by_alpha_norm_times_one_minus_alpha",
-            "tests/test_definitions.py::test_alpha_norm_is_mean_err_over_mean_r_of_the_complete_rows",
             "tests/test_definitions.py::test_r_is_the_mean_accuracy_drop_under_multiplicative_noise_on_every_parameter",
             "tests/test_definitions.py::test_r_loss_sharpness_is_the_mean_cross_entropy_increase",
             "tests/test_definitions.py::test_r_defaults_are_sigma_005_twenty_draws_seed_0",
@@ -63,11 +61,18 @@ TARGETS: dict[str, Target] = {
             "x_perturbation_outcomes__*",
             "x__load__*",
             "x_flatness__*",
-            "x_fom__*",
-            "x_alpha_norm__*",
         ),
     ),
     "flatnas_bench/engine/sam.py": Target(("tests/test_sam.py",)),
+    "flatnas_bench/search/fom.py": Target(
+        (
+            "tests/test_flatness.py::test_fom_and_alpha_norm",
+            "tests/test_flatness.py::test_alpha_norm_and_fom_read_missing_values_as_nan",
+            "tests/test_flatness.py::test_fom_reads_a_missing_r_as_nan",
+            "tests/test_definitions.py::test_fom_weighs_err_by_alpha_and_r_by_alpha_norm_times_one_minus_alpha",
+            "tests/test_definitions.py::test_alpha_norm_is_mean_err_over_mean_r_of_the_complete_rows",
+        )
+    ),
     "flatnas_bench/search/fronts.py": Target(
         ("tests/test_search.py",), ("x_pareto_front__*", "xǁBoundsǁ*", "x_hypervolume__*")
     ),

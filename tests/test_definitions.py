@@ -1,7 +1,8 @@
 """The definitions the benchmark's numbers rest on, pinned with exact expected values.
 
 * FoM = alpha * Err + alpha_norm * (1 - alpha) * R, at alpha != 0.5 and alpha_norm != Err / R, so that
-  returning Err, or swapping alpha and 1 - alpha, fails;
+  returning Err, or swapping alpha and 1 - alpha, fails; alpha_norm over the complete rows only; and the
+  search's ``fom`` objective computes exactly this (one definition, :mod:`flatnas_bench.search.fom`);
 * R(sigma, M) recomputed here from the same seeded draws (multiplicative w + sigma * w * eps over every
   parameter, eps from a CPU generator seeded with the seed, drawn in sequence); the test also shows that
   additive noise, perturbing only the conv weights, or another seed give a different R, so it would catch
@@ -30,10 +31,13 @@ from flatnas_bench.core.protocol import Protocol, get_protocol, list_protocols
 from flatnas_bench.corruptions.robustness import CorruptionSet
 from flatnas_bench.engine.candidate import CandidateJob, evaluate_candidate
 from flatnas_bench.engine.data import Dataset, DeviceData, Images, make_splits
-from flatnas_bench.engine.flatness import alpha_norm, flatness, fom
+from flatnas_bench.engine.flatness import flatness
 from flatnas_bench.engine.train import train_model
 from flatnas_bench.nb201.costs import arch_costs
 from flatnas_bench.nb201.network import TinyNetwork
+from flatnas_bench.nb201.space import canonical_archs
+from flatnas_bench.search.fom import alpha_norm, fom
+from flatnas_bench.search.objectives import ObjectiveContext, make_objective
 
 ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_3x3~1|skip_connect~2|"
 
@@ -67,6 +71,19 @@ def test_alpha_norm_is_mean_err_over_mean_r_of_the_complete_rows() -> None:
     assert fom(10.0, 2.0, alpha=0.3, alpha_norm=norm) == pytest.approx(13.0)
     assert alpha_norm([5.0], [0.0]) == 1.0 and alpha_norm([], []) == 1.0
     assert alpha_norm([np.inf, 4.0], [1.0, 2.0]) == pytest.approx(2.0)  # infinite rows ignored too
+
+
+def test_the_search_fom_objective_is_this_definition_with_its_nan_rule() -> None:
+    # Err [10, 20] and R [NaN, 2]: only the second row is complete, so alpha_norm = 20 / 2 = 10 (averaging
+    # Err over every row instead would give 15 / 2 = 7.5); the first row's FoM is NaN, the second's
+    # 0.2 * 20 + 10 * 0.8 * 2 = 20
+    archs = list(canonical_archs()[:2])
+    table = pd.DataFrame({"arch": [str(a) for a in archs], "acc": [90.0, 80.0], "r": [np.nan, 2.0]})
+    objective = make_objective("fom(alpha=0.2,acc=acc,r=r)", ObjectiveContext(table=table))
+    assert "alpha_norm=10," in objective.description
+    values = objective(archs)
+    assert np.isnan(values[0]) and values[1] == pytest.approx(20.0)
+    np.testing.assert_array_equal(values, fom([10.0, 20.0], [np.nan, 2.0], alpha=0.2, alpha_norm=10.0))
 
 
 # --------------------------------------------------------------------------------------------------- R

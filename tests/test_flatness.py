@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from flatnas_bench.core.errors import ConfigError
-from flatnas_bench.engine.flatness import alpha_norm, flatness, fom, perturbation_outcomes
+from flatnas_bench.engine.flatness import flatness, perturbation_outcomes
 from flatnas_bench.nb201.network import TinyNetwork
+from flatnas_bench.search.fom import alpha_norm, fom
 
 ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_3x3~1|skip_connect~2|"
 

@@ -22,12 +22,11 @@ from flatnas_bench.nb201.encodings import live_route_counts
 from flatnas_bench.nb201.space import Arch, canonical_archs, iso_class
 from flatnas_bench.search.api import run_search
 from flatnas_bench.search.engine import NB201Problem, Scorer, Search, SearchConfig, exhaustive, search
+from flatnas_bench.search.fom import alpha_norm, fom
 from flatnas_bench.search.fronts import Bounds, hypervolume, pareto_front
 from flatnas_bench.search.objectives import (
     Objective,
     ObjectiveContext,
-    alpha_norm_of,
-    fom_values,
     list_objectives,
     make_constraint,
     make_objective,
@@ -176,13 +175,13 @@ def test_every_objective_meets_the_contract(name):
 
 def test_fom_matches_the_method():
     context = ObjectiveContext(surrogate=FakeSurrogate(), alpha=0.5)
-    fom = make_objective("fom", context)
+    objective = make_objective("fom", context)
     space = list(canonical_archs())
     pred = FakeSurrogate().predict(space)
-    norm = alpha_norm_of(100 - pred["val_acc"].to_numpy(), pred["flatness_r"].to_numpy())
+    norm = alpha_norm(100 - pred["val_acc"].to_numpy(), pred["flatness_r"].to_numpy())
     expected = 0.5 * (100 - pred["val_acc"]) + norm * 0.5 * pred["flatness_r"]
-    assert np.allclose(fom(space), expected)
-    assert fom_values(np.array([10.0]), np.array([2.0]), 0.5, 5.0)[0] == 10.0
+    assert np.allclose(objective(space), expected)
+    assert fom(np.array([10.0]), np.array([2.0]), 0.5, 5.0)[0] == 10.0
     archive = pd.DataFrame({"arch": [str(a) for a in space[:5]], "val_acc": 90.0, "flatness_r": 2.0})
     on_archive = make_objective("fom(alpha=0.1)", ObjectiveContext(surrogate=FakeSurrogate(), table=archive))
     assert "alpha_norm=5" in on_archive.description  # mean(Err) / mean(R) over the archive = 10 / 2

@@ -1,4 +1,5 @@
-"""Flatness of a trained network: R(sigma, M), the loss sharpness, and the FlatNAS figure of merit.
+"""Flatness of a trained network: R(sigma, M) and the loss sharpness (the FoM that weighs R against the
+error is defined in :mod:`flatnas_bench.search.fom`).
 
 R(sigma, M) = (1/M) sum_m |A(w) - A(w + sigma * w * eps_m)|, eps_m ~ N(0, I) over every parameter (conv and
 linear weights, biases, BN gamma and beta), A = top-1 accuracy in % on the validation split, network in
@@ -10,8 +11,6 @@ blocking); weights are perturbed in place from one saved flat copy and restored 
 >>> f = flatness(model, data.normalize(data.val_x), data.val_y, sigma=0.05, draws=20, seed=0)
 >>> f.r, f.loss_sharpness  # doctest: +SKIP
 (3.1, 0.08)
->>> fom([10.0, 20.0], [2.0, 4.0], alpha=0.5, alpha_norm=alpha_norm([10.0, 20.0], [2.0, 4.0]))
-array([10., 20.])
 """
 
 from __future__ import annotations
@@ -152,28 +151,3 @@ def flatness(
     Every parameter is scaled multiplicatively, w' = w + sigma * w * eps (see :func:`perturbation_outcomes`).
     """
     return perturbation_outcomes(model, x, y, sigma, draws, seed, batch_size, precision).summary()
-
-
-def fom(
-    err: float | Sequence[float] | np.ndarray,
-    r: float | Sequence[float] | np.ndarray,
-    alpha: float = 0.5,
-    alpha_norm: float = 1.0,
-) -> np.ndarray:
-    """FlatNAS's first objective (minimised): alpha * Err + alpha_norm * (1 - alpha) * R.
-
-    ``err`` is top-1 error in %, ``r`` is R(sigma, M) in accuracy points; both broadcast.
-    ``fom(9.0, 2.0, alpha=0.5, alpha_norm=4.5)`` -> 9.0.
-    """
-    return alpha * np.asarray(err, dtype=np.float64) + alpha_norm * (1 - alpha) * np.asarray(
-        r, dtype=np.float64
-    )
-
-
-def alpha_norm(errs: Sequence[float] | np.ndarray, rs: Sequence[float] | np.ndarray) -> float:
-    """mean(Err) / mean(R) over the networks evaluated so far (NaNs, e.g. failed rows, ignored), so both
-    terms of :func:`fom` weigh alike; 1.0 when there is nothing to normalise by (no rows, or all R = 0)."""
-    errs, rs = np.asarray(errs, dtype=np.float64), np.asarray(rs, dtype=np.float64)
-    ok = np.isfinite(errs) & np.isfinite(rs)
-    mean_r = rs[ok].mean() if ok.any() else 0.0
-    return float(errs[ok].mean() / mean_r) if mean_r > 0 else 1.0

@@ -43,12 +43,12 @@ from flatnas_bench.core.results import failed
 from flatnas_bench.nb201.encodings import live_route_counts
 from flatnas_bench.nb201.space import Arch, canonical_archs, sample_archs
 from flatnas_bench.search.engine import SearchConfig, search
+from flatnas_bench.search.fom import alpha_norm
 from flatnas_bench.search.fronts import Bounds, hypervolume, pareto_front
 from flatnas_bench.search.objectives import (
     DEFAULT_ALPHA,
     LIVE_CONSTRAINT,
     ObjectiveContext,
-    alpha_norm_of,
     make_constraint,
     make_objectives,
     measured_quantities,
@@ -346,7 +346,7 @@ def _archive_alpha_norm(archive: BenchTable, specs: Sequence[str]) -> float | No
         if name == "fom" and entry is not None:
             acc, r = entry.quantities(options)
             if archive.has(acc) and archive.has(r):
-                return alpha_norm_of(100.0 - archive.values(acc), archive.values(r))
+                return alpha_norm(100.0 - archive.values(acc), archive.values(r))
     return None
 
 

@@ -8,7 +8,8 @@ used as a zero-cost oracle, or on exact costs.
 A name resolves, in this order, to
 
 * a registered objective (:func:`list_objectives`): ``params`` (M), ``flops`` (M MACs), and ``fom``, the
-  FlatNAS figure of merit ``alpha * Err + alpha_norm * (1 - alpha) * R`` (minimised);
+  FlatNAS figure of merit ``alpha * Err + alpha_norm * (1 - alpha) * R`` (minimised; defined in
+  :mod:`flatnas_bench.search.fom`);
 * a target of the surrogate in the :class:`ObjectiveContext` (predicted mean, std alongside);
 * a metric of the context's table, e.g. ``pixel3_ms`` from a joined ``nb201_latency_help.csv``.
 
@@ -37,16 +38,18 @@ from typing import Any, Literal
 import numpy as np
 
 from flatnas_bench.core.errors import ConfigError
+from flatnas_bench.core.registry import Registry
 from flatnas_bench.core.results import higher_is_better, matches, resolve_metric
 from flatnas_bench.nb201.costs import cost_arrays
 from flatnas_bench.nb201.encodings import live_route_counts
 from flatnas_bench.nb201.space import Arch, canonical_archs
+from flatnas_bench.search import fom as flatnas_fom
+from flatnas_bench.search.fom import DEFAULT_ALPHA
 from flatnas_bench.tables.table import as_table
 
 Sense = Literal["max", "min"]
 ArchFunc = Callable[[Sequence[Arch]], np.ndarray]
 
-DEFAULT_ALPHA = 0.5  # FoM weight of the error term (the paper's best trade-off)
 DEFAULT_FOM_ACC = "val_acc"  # accuracy column / target (%) whose error enters the FoM
 DEFAULT_FOM_R = "flatness_r"  # flatness R(sigma, M) column / target (accuracy points)
 # Every cell with at least one live input-to-output route: the default constraint of search and loop.
@@ -184,7 +187,7 @@ class Registered:
         return [options.get(option, default) for option, default in self.reads.items()]
 
 
-_REGISTRY: dict[str, Registered] = {}
+OBJECTIVES: Registry[Registered] = Registry("objective")
 
 
 def register_objective(
@@ -194,10 +197,8 @@ def register_objective(
     it is exact and which measured quantities it reads (see :class:`Registered`)."""
 
     def decorate(factory: Factory) -> Factory:
-        if name in _REGISTRY:
-            raise ConfigError(f"objective {name!r} is already registered")
         text = description or (factory.__doc__ or "").strip().splitlines()[0]
-        _REGISTRY[name] = Registered(factory, text, exact, dict(reads or {}))
+        OBJECTIVES.add(name, Registered(factory, text, exact, dict(reads or {})))
         return factory
 
     return decorate
@@ -205,7 +206,7 @@ def register_objective(
 
 def list_objectives(context: ObjectiveContext | None = None) -> list[str]:
     """Every name :func:`make_objective` accepts: registered ones, then surrogate targets, then columns."""
-    names = list(_REGISTRY)
+    names = OBJECTIVES.names()
     if context is not None:
         names += [t for t in context.targets if t not in names]
         names += [c for c in context.columns if c not in names]
@@ -214,12 +215,12 @@ def list_objectives(context: ObjectiveContext | None = None) -> list[str]:
 
 def describe_objectives() -> dict[str, str]:
     """Registered objective names and their one-line descriptions."""
-    return {name: entry.description for name, entry in _REGISTRY.items()}
+    return {name: OBJECTIVES.get(name).description for name in OBJECTIVES}
 
 
 def registered(name: str) -> Registered | None:
     """The registry entry of ``name``, or None for names read from a surrogate or table."""
-    return _REGISTRY.get(name)
+    return OBJECTIVES.get(name) if name in OBJECTIVES else None
 
 
 def measured_quantities(spec: str) -> list[str]:
@@ -230,7 +231,7 @@ def measured_quantities(spec: str) -> list[str]:
     (['test_acc', 'flatness_r'], [], ['mce'])
     """
     name, options, _ = parse_spec(split_constraint(spec)[0] if _CONSTRAINT.match(spec) else spec)
-    entry = _REGISTRY.get(name)
+    entry = registered(name)
     return [name] if entry is None else entry.quantities(options)
 
 
@@ -271,9 +272,9 @@ def make_objective(spec: str | Objective, context: ObjectiveContext | None = Non
         return spec
     context = context or ObjectiveContext()
     name, options, sense = parse_spec(spec)
-    if name in _REGISTRY:
+    if name in OBJECTIVES:
         try:
-            objective = _REGISTRY[name].factory(context, **options)
+            objective = OBJECTIVES.get(name).factory(context, **options)
         except TypeError:
             raise ConfigError(f"objective {name!r} got unknown options {sorted(options)}") from None
     elif options:
@@ -354,23 +355,6 @@ def _live_routes(context: ObjectiveContext) -> Objective:
 # --- the FlatNAS figure of merit --------------------------------------------------------------------
 
 
-def fom_values(err: np.ndarray, r: np.ndarray, alpha: float, alpha_norm: float) -> np.ndarray:
-    """``alpha * Err + alpha_norm * (1 - alpha) * R``; Err in %, R in accuracy points (smaller = better).
-
-    >>> fom_values(np.array([10.0]), np.array([2.0]), 0.5, 5.0).tolist()
-    [10.0]
-    """
-    return alpha * np.asarray(err, float) + alpha_norm * (1.0 - alpha) * np.asarray(r, float)
-
-
-def alpha_norm_of(err: np.ndarray, r: np.ndarray) -> float:
-    """``mean(Err) / mean(R)`` over a scored set (NaNs ignored); 1.0 when R's mean is not positive."""
-    mean_r = float(np.nanmean(r)) if np.size(r) else float("nan")
-    if not np.isfinite(mean_r) or mean_r <= 0:
-        return 1.0
-    return float(np.nanmean(err)) / mean_r
-
-
 @register_objective(
     "fom",
     "FlatNAS FoM = alpha*Err + alpha_norm*(1-alpha)*R, minimised",
@@ -404,14 +388,14 @@ def _fom(
     if fixed_norm is None:
         table = context.table
         if table is not None and table.has(acc) and table.has(r):
-            fixed_norm = alpha_norm_of(100.0 - table.values(acc), table.values(r))
+            fixed_norm = flatnas_fom.alpha_norm(100.0 - table.values(acc), table.values(r))
         else:
             space = list(canonical_archs())
-            fixed_norm = alpha_norm_of(100.0 - acc_of(space), r_of(space))
+            fixed_norm = flatnas_fom.alpha_norm(100.0 - acc_of(space), r_of(space))
     norm = fixed_norm
 
     def func(archs: Sequence[Arch]) -> np.ndarray:
-        return fom_values(100.0 - acc_of(archs), r_of(archs), weight, norm)
+        return flatnas_fom.fom(100.0 - acc_of(archs), r_of(archs), weight, norm)
 
     return Objective(
         "fom",
