@@ -84,7 +84,7 @@ def _done(path: Path) -> set[tuple]:
 
 def measure(table: Path, weights: Path, data_path: Path, out: Path) -> None:
     """Evaluate every stored network under every corruption test; append one JSON line per (row, test)."""
-    from flatnas_bench.engine.data import DeviceData
+    from flatnas_bench.engine.device_data import DeviceData
     from flatnas_bench.engine.train import predict
     from flatnas_bench.engine.weights import load_weights, weights_path
 

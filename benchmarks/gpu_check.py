@@ -43,7 +43,8 @@ from flatnas_bench.bench.executors import LocalExecutor, RunContext
 from flatnas_bench.bench.plan import plan_bench
 from flatnas_bench.core.protocol import Protocol, get_protocol
 from flatnas_bench.engine.candidate import CandidateJob
-from flatnas_bench.engine.data import Dataset, DeviceData, Images, make_splits
+from flatnas_bench.engine.data import Dataset, Images, make_splits
+from flatnas_bench.engine.device_data import DeviceData
 from flatnas_bench.engine.flatness import flatness
 from flatnas_bench.engine.train import configure_numerics, train_model
 from flatnas_bench.nb201.space import canonical_archs

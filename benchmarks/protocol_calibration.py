@@ -44,7 +44,7 @@ from scipy import stats
 from flatnas_bench.bench.driver import balanced_subset, corruption_set_for
 from flatnas_bench.core.protocol import Protocol, get_protocol
 from flatnas_bench.core.results import residual_metric
-from flatnas_bench.engine.data import DeviceData
+from flatnas_bench.engine.device_data import DeviceData
 from flatnas_bench.engine.flatness import perturbation_outcomes
 from flatnas_bench.engine.train import predict, train_model
 from flatnas_bench.nb201.encodings import live_route_counts

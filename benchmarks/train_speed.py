@@ -1,10 +1,10 @@
 """SAM-training throughput (images/s): this engine vs a plain baseline written the common way.
 
-Engine: :func:`flatnas_bench.engine.train.train_model` on :class:`~flatnas_bench.engine.data.DeviceData`
-(uint8 data on
-the device, whole-batch augmentation, channels_last, bf16 autocast on CUDA). Baseline, same process, same
-network and SAM step: a torchvision ``DataLoader`` over the same uint8 arrays with PIL transforms
-(RandomCrop, RandomHorizontalFlip, ToTensor, Normalize), fp32, eager, NCHW. Both run the same number of
+Engine: :func:`flatnas_bench.engine.train.train_model` on
+:class:`~flatnas_bench.engine.device_data.DeviceData` (uint8 data on the device, whole-batch augmentation,
+channels_last, bf16 autocast on CUDA). Baseline, same process, same network and SAM step: a torchvision
+``DataLoader`` over the same uint8 arrays with PIL transforms (RandomCrop, RandomHorizontalFlip, ToTensor,
+Normalize), fp32, eager, NCHW. Both run the same number of
 steps after a warm-up; the figure is the median of ``--repeats`` runs.
 
     python benchmarks/train_speed.py --data ../shared/data/cifar10/cifar10-jpeg.tar.gz --steps 20
@@ -24,7 +24,8 @@ from torch import nn
 from torchvision import transforms
 
 from flatnas_bench.core.protocol import Protocol, get_protocol
-from flatnas_bench.engine.data import STATS, DeviceData, load_images, make_splits
+from flatnas_bench.engine.data import STATS, load_images, make_splits
+from flatnas_bench.engine.device_data import DeviceData
 from flatnas_bench.engine.sam import SAM, frozen_bn_stats
 from flatnas_bench.engine.train import build_model, configure_numerics, train_model
 from flatnas_bench.nb201.space import Arch

@@ -214,7 +214,7 @@ def test_the_row_says_how_cuda_computed():
 
 def test_save_weights_keeps_each_rows_network_and_it_measures_the_same(tmp_path, tiny_data):
     from flatnas_bench.core.errors import ModelFileError
-    from flatnas_bench.engine.data import DeviceData
+    from flatnas_bench.engine.device_data import DeviceData
     from flatnas_bench.engine.train import predict
     from flatnas_bench.engine.weights import load_weights, weights_path
 

@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 from flatnas_bench.core.errors import DataError
-from flatnas_bench.engine.data import DeviceData, load_images, make_splits
+from flatnas_bench.engine.data import load_images, make_splits
+from flatnas_bench.engine.device_data import DeviceData
 
 
 def _png(value: int) -> bytes:

@@ -30,7 +30,8 @@ from flatnas_bench.core import protocol
 from flatnas_bench.core.protocol import Protocol, get_protocol, list_protocols
 from flatnas_bench.corruptions.robustness import CorruptionSet
 from flatnas_bench.engine.candidate import CandidateJob, evaluate_candidate
-from flatnas_bench.engine.data import Dataset, DeviceData, Images, make_splits
+from flatnas_bench.engine.data import Dataset, Images, make_splits
+from flatnas_bench.engine.device_data import DeviceData
 from flatnas_bench.engine.flatness import flatness
 from flatnas_bench.engine.train import train_model
 from flatnas_bench.nb201.costs import arch_costs

@@ -10,7 +10,8 @@ from flatnas_bench.core.errors import ConfigError
 from flatnas_bench.core.protocol import get_protocol
 from flatnas_bench.corruptions.robustness import BENCHMARK_CORRUPTIONS, CorruptionSet
 from flatnas_bench.engine.candidate import ROW_KEYS, CandidateJob, evaluate_candidate
-from flatnas_bench.engine.data import Dataset, DeviceData, Images, make_splits
+from flatnas_bench.engine.data import Dataset, Images, make_splits
+from flatnas_bench.engine.device_data import DeviceData
 from flatnas_bench.engine.train import train_model
 
 ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_3x3~1|skip_connect~2|"

@@ -96,7 +96,7 @@ class Worker:
     def __init__(self, context: RunContext, device: str = "cpu", threads: int | None = None) -> None:
         import torch
 
-        from flatnas_bench.engine.data import DeviceData
+        from flatnas_bench.engine.device_data import DeviceData
         from flatnas_bench.engine.train import configure_numerics
 
         if threads:

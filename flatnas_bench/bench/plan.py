@@ -183,7 +183,7 @@ def plan_bench(
     import torch
 
     from flatnas_bench.bench.driver import corruption_set_for, resolve_protocol, run_protocol, unique_archs
-    from flatnas_bench.engine.data import DeviceData
+    from flatnas_bench.engine.device_data import DeviceData
     from flatnas_bench.nb201.costs import arch_costs
     from flatnas_bench.tables.store import ResultStore
 

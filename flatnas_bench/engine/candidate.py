@@ -29,7 +29,7 @@ import flatnas_bench
 from flatnas_bench.core.errors import ConfigError
 from flatnas_bench.core.protocol import Protocol
 from flatnas_bench.core.results import RESULT_COLUMNS, complete_row
-from flatnas_bench.engine.data import DeviceData
+from flatnas_bench.engine.device_data import DeviceData
 from flatnas_bench.engine.flatness import flatness
 from flatnas_bench.engine.train import Diverged, numerics_label, predict, train_model
 from flatnas_bench.nb201.costs import arch_costs

@@ -1,7 +1,7 @@
 """The training hot path, top to bottom: data on the device -> TinyNetwork (channels_last, bf16 autocast
 on CUDA) -> SGD or SAM step -> evaluation.
 
-No framework and no per-image Python: :class:`~flatnas_bench.engine.data.DeviceData` hands over whole
+No framework and no per-image Python: :class:`~flatnas_bench.engine.device_data.DeviceData` hands over whole
 augmented
 batches already on the device. A non-finite loss raises :class:`Diverged` naming the epoch and step, which
 :func:`flatnas_bench.engine.candidate.evaluate_candidate` turns into a failed result row.
@@ -26,7 +26,7 @@ from torch import nn
 
 from flatnas_bench.core.errors import ConfigError, FlatnasError
 from flatnas_bench.core.protocol import Protocol
-from flatnas_bench.engine.data import DeviceData
+from flatnas_bench.engine.device_data import DeviceData
 from flatnas_bench.engine.sam import SAM, batchnorms, frozen_bn_stats
 from flatnas_bench.nb201.network import TinyNetwork
 from flatnas_bench.nb201.space import ArchLike
