@@ -10,24 +10,38 @@
    seeds, the partial correlation within each seed and across seeds (R of one, corruption of the other).
 3. The bundled surrogate's 5-fold cross-validated Kendall tau per target (read from its metadata).
 4. Seed-to-seed reliability of every metric over the archs measured with two seeds.
+5. The FlatNAS claim corrected for noise: Spearman and partial Spearman (given clean test accuracy) of R
+   against relative robustness (corruption / clean accuracy, overall and per CIFAR-10-C family), raw and
+   disattenuated by both measures' reliabilities (Spearman's correction r / sqrt(rel_x rel_y); the partial
+   correlation from the corrected matrix of R, clean accuracy and robustness), each with a percentile
+   bootstrap 95 % interval that resamples archs and recomputes the reliabilities and the correlations
+   together; and, over the archs with two seeds, the same correlations within each seed and whether the
+   seeds agree in sign.
 
-Archs measured with several seeds enter 1 and 2 as their seed means.
+Archs measured with several seeds enter 1, 2 and 5 as their seed means. In 5 the reliability of those
+means is Spearman-Brown's from the seed-to-seed Spearman, for the harmonic mean of the seeds per arch
+(1 where every arch has one seed, 2 where every arch has two).
 
     python benchmarks/bundled_validation.py [--table T] [--nb201 CSV] [--surrogate DIR] [--plot PNG]
+        [--boot 2000] [--json OUT.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from flatnas_bench.core.results import corr_acc_rel
+from flatnas_bench.core.results import CORRUPTION_FAMILIES, corr_acc_rel, corr_rel_column, per_seed
 from flatnas_bench.tables.bundled import BUNDLED_DIR, SURROGATE_DIR, TABLE_FILE
+from flatnas_bench.tables.reliability import disattenuate, spearman_brown
 
 ROOT = Path(__file__).resolve().parents[1]
 NB201_COLUMN = "cifar10_test_acc_200ep"
@@ -187,13 +201,188 @@ def reliability(rows: pd.DataFrame) -> None:
         )
 
 
-def main() -> None:
+# --- 5. the claim corrected for noise ----------------------------------------------------------------
+
+#: Relative robustness measures the claim is tested on: overall, then per CIFAR-10-C family.
+CLAIM_TARGETS: tuple[str, ...] = ("corr_acc_rel", *(corr_rel_column(f) for f in CORRUPTION_FAMILIES))
+CLAIM_COLUMNS: tuple[str, ...] = ("flatness_r", "test_acc", *CLAIM_TARGETS)  # x, the control, the targets
+STATISTICS = ("spearman", "spearman_dis", "partial", "partial_dis")
+
+
+def rank_correlations(values: np.ndarray) -> np.ndarray:
+    """Spearman correlation matrix of the columns of an (n, m) array (average ranks for ties)."""
+    return np.corrcoef(stats.rankdata(values, axis=0), rowvar=False)
+
+
+def paired_spearman(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Column-wise Spearman correlation between two (n, m) arrays: each measure's seed-to-seed agreement."""
+    a, b = (stats.rankdata(v, axis=0) for v in (first, second))
+    a, b = a - a.mean(0), b - b.mean(0)
+    with np.errstate(all="ignore"):
+        return (a * b).sum(0) / np.sqrt((a * a).sum(0) * (b * b).sum(0))
+
+
+def partial_from(matrix: np.ndarray, x: int, y: int, z: int) -> float:
+    """Partial correlation of columns ``x`` and ``y`` given ``z`` from a correlation matrix (on a Spearman
+    matrix: the partial Spearman of :func:`partial_spearman`); NaN where undefined."""
+    rxy, rxz, ryz = matrix[x, y], matrix[x, z], matrix[y, z]
+    with np.errstate(all="ignore"):
+        return float((rxy - rxz * ryz) / np.sqrt((1 - rxz**2) * (1 - ryz**2)))
+
+
+@dataclass(frozen=True)
+class ClaimData:
+    """Per arch (rows): the seed means of :data:`CLAIM_COLUMNS`, the number of seeds behind them, and the
+    values at the arch's two lowest seeds (the second NaN where it has one seed)."""
+
+    archs: list[str]
+    means: np.ndarray
+    seeds: np.ndarray
+    first: np.ndarray
+    second: np.ndarray
+
+    @property
+    def replicated(self) -> np.ndarray:
+        return np.isfinite(self.second).all(axis=1)
+
+
+def claim_data(long: pd.DataFrame, columns: Sequence[str] = CLAIM_COLUMNS) -> ClaimData:
+    """:class:`ClaimData` from a :func:`~flatnas_bench.core.results.per_seed` frame (rows with every column
+    finite; archs in first-seen order)."""
+    rows = long.dropna(subset=list(columns)).sort_values(["arch", "seed"], kind="stable")
+    order = list(dict.fromkeys(long["arch"][long["arch"].isin(rows["arch"])]))
+    grouped = rows.groupby("arch", sort=False)
+    rank = grouped.cumcount()
+    means = grouped[list(columns)].mean().reindex(order)
+    first = rows[rank == 0].set_index("arch")[list(columns)].reindex(order)
+    second = rows[rank == 1].set_index("arch")[list(columns)].reindex(order)
+    seeds = grouped.size().reindex(order).to_numpy(float)
+    return ClaimData(order, means.to_numpy(float), seeds, first.to_numpy(float), second.to_numpy(float))
+
+
+def _corrected_statistics(data: ClaimData, idx: np.ndarray) -> np.ndarray:
+    """For the archs ``idx`` (a resample): per target, the 4 :data:`STATISTICS` of R against it, then the
+    one-seed reliability and the reliability of the seed means of every column."""
+    matrix = rank_correlations(data.means[idx])
+    rep = idx[data.replicated[idx]]
+    one_seed = paired_spearman(data.first[rep], data.second[rep])
+    of_means = spearman_brown(one_seed, 1 / np.mean(1 / data.seeds[idx]))
+    corrected = disattenuate(matrix, of_means[:, None], of_means[None, :])
+    np.fill_diagonal(corrected, 1.0)
+    out = []
+    for j in range(2, matrix.shape[0]):
+        out += [
+            matrix[0, j],
+            corrected[0, j],
+            partial_from(matrix, 0, j, 1),
+            partial_from(corrected, 0, j, 1),
+        ]
+    return np.concatenate([out, one_seed, of_means])
+
+
+def _by_seed_statistics(data: ClaimData, idx: np.ndarray) -> np.ndarray:
+    """For replicated archs ``idx``: per target, Spearman and partial Spearman within the first seed, then
+    within the second."""
+    out = []
+    for values in (data.first[idx], data.second[idx]):
+        matrix = rank_correlations(values)
+        out.append([[matrix[0, j], partial_from(matrix, 0, j, 1)] for j in range(2, matrix.shape[0])])
+    return np.array(out).transpose(1, 0, 2).reshape(-1)  # target, seed, (spearman, partial)
+
+
+def _bootstrap(statistic, n: int, boot: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Point values over all ``n`` rows, percentile 95 % intervals over ``boot`` resamples (NaN-skipping),
+    and the share of resamples where each value is defined."""
+    point = statistic(np.arange(n))
+    if not boot:
+        return point, np.full((len(point), 2), np.nan), np.full(len(point), np.nan)
+    rng = np.random.default_rng(seed)
+    draws = np.array([statistic(rng.integers(0, n, n)) for _ in range(boot)])
+    defined = np.isfinite(draws).mean(axis=0)
+    with np.errstate(all="ignore"):
+        cis = np.array(
+            [np.nanpercentile(d, [2.5, 97.5]) if np.isfinite(d).any() else [np.nan, np.nan] for d in draws.T]
+        )
+    return point, cis, defined
+
+
+def claim_corrected(long: pd.DataFrame, boot: int = 2000, seed: int = 0) -> dict:
+    """Section 5 as numbers: ``archs``, ``replicated``, ``seeds`` (harmonic mean per arch), ``reliability``
+    {column: one-seed Spearman, that of the seed means, intervals}, ``claim`` {target: {statistic:
+    (value, low, high, share of resamples where defined)}}, ``by_seed`` {target: {spearman|partial:
+    [(value, low, high) seed 1st, 2nd], agree: bool}}."""
+    data = claim_data(long)
+    m, targets = len(CLAIM_COLUMNS), CLAIM_TARGETS
+    point, cis, defined = _bootstrap(lambda i: _corrected_statistics(data, i), len(data.archs), boot, seed)
+    rep = np.flatnonzero(data.replicated)
+    spoint, scis, _ = _bootstrap(lambda i: _by_seed_statistics(data, rep[i]), len(rep), boot, seed)
+    entry = lambda k: (float(point[k]), *map(float, cis[k]), float(defined[k]))  # noqa: E731
+    out: dict = {
+        "archs": len(data.archs),
+        "replicated": len(rep),
+        "seeds": float(1 / np.mean(1 / data.seeds)),
+        "reliability": {
+            c: {"one_seed": entry(4 * len(targets) + i)[:3], "means": entry(4 * len(targets) + m + i)[:3]}
+            for i, c in enumerate(CLAIM_COLUMNS)
+        },
+        "claim": {t: {s: entry(4 * j + k) for k, s in enumerate(STATISTICS)} for j, t in enumerate(targets)},
+        "by_seed": {},
+    }
+    for j, target in enumerate(targets):
+        cells = {}
+        for k, name in enumerate(("spearman", "partial")):
+            at = [4 * j + 2 * s + k for s in (0, 1)]
+            cells[name] = [(float(spoint[a]), *map(float, scis[a])) for a in at]
+        cells["agree"] = all(np.sign(v[0][0]) == np.sign(v[1][0]) for v in cells.values())
+        out["by_seed"][target] = cells
+    return out
+
+
+def _cell(value: float, low: float, high: float, defined: float = 1.0) -> str:
+    """``value [low, high]``; an interval needs 97.5 % of the resamples defined: a resample whose
+    reliability is <= 0 has no finite correction (towards 0 it grows without bound), so with more of them
+    one side of the interval is unbounded."""
+    if not math.isfinite(value):
+        return "n/a"
+    if not defined >= 0.975:  # NaN (no bootstrap) passes as defined
+        return f"{value:+.3f} [unbounded]"
+    return f"{value:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+
+def print_claim_corrected(result: dict) -> None:
+    """Section 5 as text (see :func:`claim_corrected`)."""
+    print(
+        f"\n5. The FlatNAS claim corrected for noise: R against relative robustness over {result['archs']} "
+        f"archs (seed means, {result['seeds']:.2f} seeds per arch, harmonic mean)"
+    )
+    print(f"   reliability over the {result['replicated']} archs with two seeds (seed-to-seed Spearman; of")
+    print("   the seed means by Spearman-Brown), bootstrap 95 % intervals:")
+    for column, rel in result["reliability"].items():
+        print(f"   {column:18} one seed {_cell(*rel['one_seed'])}   seed means {_cell(*rel['means'])}")
+    print(f"   {'R against':18} {'Spearman raw':>26} {'disattenuated':>26} {'partial | clean raw':>26} "
+          f"{'disattenuated':>26}")  # fmt: skip
+    for target, cells in result["claim"].items():
+        shown = [_cell(*cells[s]) for s in STATISTICS]
+        print(f"   {target:18} " + " ".join(f"{c:>26}" for c in shown))
+    for target, cells in result["claim"].items():
+        share = 1 - cells["spearman_dis"][3]
+        if share > 0:
+            print(f"   {target}: {share:.0%} of the resamples have a reliability <= 0 (no finite correction)")
+    print(f"   within each seed, over the {result['replicated']} archs with two seeds (first | second seed):")
+    for target, cells in result["by_seed"].items():
+        parts = [f"{n} {_cell(*cells[n][0])} | {_cell(*cells[n][1])}" for n in ("spearman", "partial")]
+        print(f"   {target:18} " + "; ".join(parts) + f"; signs agree: {'yes' if cells['agree'] else 'no'}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", type=Path, default=BUNDLED_DIR / TABLE_FILE)
     parser.add_argument("--nb201", type=Path, default=ROOT.parent / "shared/data/nb201/nb201_accuracy.csv")
     parser.add_argument("--surrogate", type=Path, default=BUNDLED_DIR / SURROGATE_DIR)
     parser.add_argument("--plot", type=Path, default=ROOT / "docs/img/flatness_vs_corruption.png")
-    args = parser.parse_args()
+    parser.add_argument("--boot", type=int, default=2000, help="bootstrap resamples in section 5")
+    parser.add_argument("--json", type=Path, default=None, help="write section 5's figures to this file")
+    args = parser.parse_args(argv)
     rows = pd.read_csv(args.table)
     rows = rows[rows["error"].isna()] if "error" in rows.columns else rows
     numeric = rows.select_dtypes("number").columns.drop("seed", errors="ignore")
@@ -212,7 +401,14 @@ def main() -> None:
     if args.surrogate.is_dir():
         surrogate_quality(args.surrogate)
     reliability(rows)
+    corrected = claim_corrected(per_seed(rows, str(args.table)), boot=args.boot)
+    print_claim_corrected(corrected)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(corrected, indent=1) + "\n")
+        print(f"   wrote {args.json}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

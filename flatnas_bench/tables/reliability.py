@@ -70,6 +70,36 @@ class Reliability:
         return asdict(self)
 
 
+def spearman_brown(reliability: float | np.ndarray, seeds: float | np.ndarray) -> float | np.ndarray:
+    """Reliability of the mean of ``seeds`` measurements from the reliability of one (Spearman-Brown):
+    ``k r / (1 + (k - 1) r)``. For archs averaged over different numbers of seeds, pass the harmonic mean
+    of their counts (the mean noise variance of the averages is the one-seed noise over that mean).
+    Approximate for rank correlations; NaN in, NaN out.
+
+    >>> round(spearman_brown(0.6, 2), 4), spearman_brown(0.6, 1)
+    (0.75, 0.6)
+    """
+    r, k = np.asarray(reliability, float), np.asarray(seeds, float)
+    with np.errstate(all="ignore"):
+        out = k * r / (1 + (k - 1) * r)
+    return float(out) if out.ndim == 0 else out
+
+
+def disattenuate(correlation: float | np.ndarray, rel_x: float | np.ndarray, rel_y: float | np.ndarray):
+    """Spearman's correction for attenuation, ``r / sqrt(rel_x rel_y)``: the correlation two measures
+    would show without their measurement noise, given each one's reliability (of the values correlated,
+    e.g. :func:`spearman_brown` for seed means). NaN where a reliability is not positive (no signal to
+    correct towards); values beyond +-1 are sampling error of the inputs and are returned as they are.
+
+    >>> disattenuate(0.3, 0.5, 0.5), disattenuate(0.3, -0.1, 0.5)
+    (0.6, nan)
+    """
+    r, x, y = (np.asarray(v, float) for v in (correlation, rel_x, rel_y))
+    with np.errstate(all="ignore"):
+        out = np.where((x > 0) & (y > 0), r / np.sqrt(np.abs(x * y)), np.nan)
+    return float(out) if out.ndim == 0 else out
+
+
 def attainable_kendall(seed_kendall: float, seeds: float = 1.0) -> float:
     """The Kendall tau a perfect predictor of an arch's noise-free value reaches against the mean of
     ``seeds`` measurements of it, given the metric's seed-to-seed Kendall tau: the ceiling of a
@@ -89,8 +119,7 @@ def attainable_kendall(seed_kendall: float, seeds: float = 1.0) -> float:
     if seed_kendall <= 0:
         return 0.0
     rho = math.sin(math.pi * min(seed_kendall, 1.0) / 2)
-    of_mean = seeds * rho / (1 + (seeds - 1) * rho)
-    return 2 / math.pi * math.asin(math.sqrt(of_mean))
+    return 2 / math.pi * math.asin(math.sqrt(spearman_brown(rho, seeds)))
 
 
 def _pair_rows(frame: pd.DataFrame, metric: str) -> pd.DataFrame:

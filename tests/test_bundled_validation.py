@@ -1,0 +1,107 @@
+"""benchmarks/bundled_validation.py, section 5 (the FlatNAS claim corrected for noise): on synthetic tables
+whose noise-free correlation and reliabilities are known by construction."""
+
+from __future__ import annotations
+
+import importlib
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT
+from scipy import stats
+
+from flatnas_bench.core.results import FAMILY_CORRUPTIONS, per_seed
+from flatnas_bench.nb201.space import canonical_archs
+from flatnas_bench.tables.reliability import disattenuate, spearman_brown
+
+
+@pytest.fixture
+def bv(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    return importlib.import_module("bundled_validation")
+
+
+def synthetic_rows(n: int, seed_noise: float, seed: int = 0) -> pd.DataFrame:
+    """n archs x seeds 0 and 1. A latent robustness t: R = t + noise (flat = low R), relative accuracy
+    under every corruption 0.8 - 0.02 (t + noise'), so the noise-free Spearman of R and relative
+    robustness is -1; clean accuracy is independent of t. The noises are per seed with SD ``seed_noise``
+    (0: both seeds identical)."""
+    rng = np.random.default_rng(seed)
+    archs = [str(a) for a in list(canonical_archs())[:n]]
+    t, clean = rng.normal(size=n), rng.uniform(40, 60, n)
+    noises = [rng.normal(scale=seed_noise, size=(2, n)) for _ in (0, 1)]
+    rows = []
+    for s, noise in enumerate(noises):
+        r, q = 3 + t + noise[0], 0.8 - 0.02 * (t + noise[1])
+        test = clean + (rng.normal(scale=0.5, size=n) if seed_noise else 0)
+        for i, arch in enumerate(archs):
+            corr = {c: float(test[i] * q[i]) for c in FAMILY_CORRUPTIONS}
+            rows.append(
+                {"arch": arch, "protocol": "proxy", "seed": s, "val_acc": test[i] + 1, "test_acc": test[i],
+                 "flatness_r": r[i], "loss_sharpness": r[i] / 10, "corr_acc_mean": test[i] * q[i],
+                 "corr_per": json.dumps(corr), "error": None}
+            )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_partial_from_a_spearman_matrix_is_the_rank_regression_partial(bv):
+    rng = np.random.default_rng(1)
+    x, z = rng.normal(size=(2, 80))
+    y = x + z + rng.normal(size=80)
+    matrix = bv.rank_correlations(np.column_stack([x, z, y]))
+    assert matrix[0, 2] == pytest.approx(stats.spearmanr(x, y)[0])
+    assert bv.partial_from(matrix, 0, 2, 1) == pytest.approx(bv.partial_spearman(x, y, z)[0])
+
+
+def test_spearman_brown_and_the_correction_for_attenuation():
+    assert spearman_brown(0.5, 2) == pytest.approx(2 / 3)
+    assert spearman_brown(0.5, 1) == 0.5
+    assert disattenuate(-0.4, 0.5, 0.8) == pytest.approx(-0.4 / np.sqrt(0.4))
+    assert np.isnan(disattenuate(0.2, 0.0, 0.5)) and np.isnan(disattenuate(0.2, 0.5, -0.1))
+
+
+def test_noisy_seeds_attenuate_and_the_correction_recovers_the_true_correlation(bv):
+    result = bv.claim_corrected(per_seed(synthetic_rows(600, seed_noise=1.0)), boot=100)
+    assert result["archs"] == result["replicated"] == 600 and result["seeds"] == 2.0
+    # one seed: Pearson reliability 0.5, Spearman 6/pi asin(0.25) = 0.483; seed means: by Spearman-Brown
+    r = result["reliability"]["flatness_r"]
+    assert r["one_seed"][0] == pytest.approx(0.483, abs=0.07)
+    assert r["means"][0] == pytest.approx(spearman_brown(r["one_seed"][0], 2))
+    for target in bv.CLAIM_TARGETS:
+        claim = result["claim"][target]
+        assert claim["spearman"][0] == pytest.approx(-0.65, abs=0.08)  # attenuated from -1
+        assert claim["spearman_dis"][0] == pytest.approx(-1.0, abs=0.12)  # and corrected back
+        assert claim["partial_dis"][0] == pytest.approx(-1.0, abs=0.12)  # clean accuracy is unrelated
+        low, high = claim["spearman_dis"][1:3]
+        assert low < claim["spearman_dis"][0] < high and claim["spearman_dis"][3] == 1.0
+        seeds = result["by_seed"][target]
+        assert seeds["agree"] and all(v[0] < -0.3 and v[2] < 0 for v in seeds["spearman"])  # both below 0
+
+
+def test_identical_seeds_need_no_correction_and_agree(bv):
+    result = bv.claim_corrected(per_seed(synthetic_rows(60, seed_noise=0.0)), boot=20)
+    for column, rel in result["reliability"].items():
+        assert rel["one_seed"][0] == pytest.approx(1.0), column
+    for target in bv.CLAIM_TARGETS:
+        claim = result["claim"][target]
+        assert claim["spearman_dis"][0] == pytest.approx(claim["spearman"][0])
+        assert claim["partial_dis"][0] == pytest.approx(claim["partial"][0])
+        first, second = result["by_seed"][target]["partial"]
+        assert first[0] == pytest.approx(second[0]) and result["by_seed"][target]["agree"]
+
+
+def test_the_script_runs_on_a_table_and_writes_section_5(bv, tmp_path, capsys):
+    table = tmp_path / "rows.csv"
+    synthetic_rows(40, seed_noise=1.0).to_csv(table, index=False)
+    out = tmp_path / "claim.json"
+    absent = str(tmp_path / "absent")  # no NB201 file, no surrogate: sections 1 and 3 are skipped
+    plot = str(tmp_path / "plot.png")
+    args = ["--table", str(table), "--nb201", absent, "--surrogate", absent, "--plot", plot, "--boot", "20",
+            "--json", str(out)]  # fmt: skip
+    assert bv.main(args) == 0
+    text = capsys.readouterr().out
+    assert "5. The FlatNAS claim corrected for noise" in text and "signs agree" in text
+    written = json.loads(out.read_text())
+    assert written["archs"] == 40 and list(written["claim"]) == list(bv.CLAIM_TARGETS)
