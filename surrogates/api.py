@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 
 from flatnas_bench.core.errors import ConfigError, ModelFileError, TableError
-from flatnas_bench.core.results import CORR_ACC_RESID, metric_column, resolve_metrics
+from flatnas_bench.core.metric_names import metric_column, resolve_metrics
+from flatnas_bench.core.results import CORR_ACC_RESID
 from flatnas_bench.nb201.costs import cost_arrays
 from flatnas_bench.nb201.space import Arch, ArchLike, parse_archs
 from flatnas_bench.tables.reliability import attainable_kendall, table_reliability
@@ -308,7 +309,7 @@ def fit_surrogate(
     ``table`` is a :class:`~flatnas_bench.tables.table.BenchTable` (or a DataFrame with an ``arch`` column,
     one
     row per arch); ``targets`` are full or short metric names (``val_acc``, see
-    :func:`flatnas_bench.core.results.resolve_metric`).
+    :func:`flatnas_bench.core.metric_names.resolve_metric`).
     ``zero_cost=True`` adds the zero-cost proxy features (``zero_cost_config``, cached in
     ``zero_cost_cache``; see :mod:`surrogates.zero_cost`). Rows whose target is NaN are skipped for that
     target; each target needs at least :data:`MIN_CLASSES` distinct isomorphism classes. ``folds=0``

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from flatnas_bench.bench.driver import read_arch_file
-from flatnas_bench.core.results import metric_name
+from flatnas_bench.core.metric_names import metric_name
 from flatnas_bench.nb201.space import Arch
 from flatnas_bench.tables.bundled import (
     PROTOCOL,

@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 
 import cli.main  # noqa: F401  (registers every command)
 from cli.app import app
+from flatnas_bench.core.metric_names import resolve_metric
 from flatnas_bench.core.protocol import get_protocol
-from flatnas_bench.core.results import resolve_metric
 from flatnas_bench.tables.bundled import bundled_table_path
 from flatnas_bench.tables.readers import load_table
 from flatnas_bench.tables.store import ResultStore

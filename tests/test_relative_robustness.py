@@ -13,15 +13,9 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from flatnas_bench.core.errors import TableError
+from flatnas_bench.core.metric_names import MetricName, higher_is_better, resolve_metric
 from flatnas_bench.core.protocol import get_protocol
-from flatnas_bench.core.results import (
-    CORRUPTION_FAMILIES,
-    FAMILY_CORRUPTIONS,
-    MetricName,
-    corruption_relatives,
-    higher_is_better,
-    resolve_metric,
-)
+from flatnas_bench.core.results import CORRUPTION_FAMILIES, FAMILY_CORRUPTIONS, corruption_relatives
 from flatnas_bench.corruptions.robustness import BENCHMARK_CORRUPTIONS
 from flatnas_bench.nb201.space import canonical_archs
 from flatnas_bench.search.objectives import ObjectiveContext, make_objective

@@ -13,14 +13,8 @@ import pytest
 from helpers import linear_fit
 
 from flatnas_bench.core.errors import TableError
-from flatnas_bench.core.results import (
-    MetricName,
-    complete_row,
-    corr_acc_rel,
-    metric_name,
-    residual_metric,
-    resolve_metric,
-)
+from flatnas_bench.core.metric_names import MetricName, metric_name, resolve_metric
+from flatnas_bench.core.results import complete_row, corr_acc_rel, residual_metric
 from flatnas_bench.nb201.space import Arch, canonical_archs, iso_class
 from flatnas_bench.search.api import run_search
 from flatnas_bench.search.engine import Search, SearchConfig, exhaustive

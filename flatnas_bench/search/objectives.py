@@ -13,8 +13,9 @@ A name resolves, in this order, to
 * a target of the surrogate in the :class:`ObjectiveContext` (predicted mean, std alongside);
 * a metric of the context's table, e.g. ``pixel3_ms`` from a joined ``nb201_latency_help.csv``.
 
-Surrogate targets and table metrics are named by the grammar of :mod:`flatnas_bench.core.results`: ``val_acc``
-names ``cifar10_val_acc_proxy``, an ambiguous or unknown name is a one-line error listing the candidates.
+Surrogate targets and table metrics are named by the grammar of :mod:`flatnas_bench.core.metric_names`:
+``val_acc`` names ``cifar10_val_acc_proxy``, an ambiguous or unknown name is a one-line error listing the
+candidates.
 Each registered objective declares whether it is exact (``params``, ``flops``, ``live_routes``) or
 measured, and which measured quantities it reads (``fom``: ``acc`` and ``r``), so the FlatNAS loop knows
 what to learn from :func:`measured_quantities` alone.
@@ -38,8 +39,8 @@ from typing import Any, Literal
 import numpy as np
 
 from flatnas_bench.core.errors import ConfigError
+from flatnas_bench.core.metric_names import higher_is_better, matches, resolve_metric
 from flatnas_bench.core.registry import Registry
-from flatnas_bench.core.results import higher_is_better, matches, resolve_metric
 from flatnas_bench.nb201.costs import cost_arrays
 from flatnas_bench.nb201.encodings import live_route_counts
 from flatnas_bench.nb201.space import Arch, canonical_archs
@@ -99,12 +100,13 @@ class ObjectiveContext:
     FoM
     settings.
 
-    Names resolve by the metric-name grammar (:func:`flatnas_bench.core.results.resolve_metric`): surrogate
-    targets first, then table metrics. ``alpha_norm`` of ``None`` means "compute it": from the table when
-    it has the FoM's metrics (the archive, as the method prescribes), otherwise from the surrogate's
-    predictions over every canonical arch. Predictions are memoised per arch so several objectives share
-    one call; with ``prefetch`` the first call predicts the whole canonical space at once, because an
-    XGBoost call has a fixed cost that can exceed that of predicting all 6,466 classes in one batch.
+    Names resolve by the metric-name grammar (:func:`flatnas_bench.core.metric_names.resolve_metric`):
+    surrogate targets first, then table metrics. ``alpha_norm`` of ``None`` means "compute it": from the
+    table when it has the FoM's metrics (the archive, as the method prescribes), otherwise from the
+    surrogate's predictions over every canonical arch. Predictions are memoised per arch so several
+    objectives share one call; with ``prefetch`` the first call predicts the whole canonical space at
+    once, because an XGBoost call has a fixed cost that can exceed that of predicting all 6,466 classes in
+    one batch.
     """
 
     surrogate: Any = None

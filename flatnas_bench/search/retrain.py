@@ -29,8 +29,9 @@ import pandas as pd
 
 from flatnas_bench.bench.driver import run_bench
 from flatnas_bench.core.errors import ConfigError, TableError
+from flatnas_bench.core.metric_names import metric_column
 from flatnas_bench.core.protocol import get_protocol
-from flatnas_bench.core.results import N_SEEDS, UNITS, drop_failed, metric_column, seed_stats
+from flatnas_bench.core.results import N_SEEDS, UNITS, drop_failed, seed_stats
 from flatnas_bench.nb201.space import Arch, ArchLike, as_arch
 from flatnas_bench.search.engine import exhaustive
 from flatnas_bench.search.objectives import ObjectiveContext, cost_values, make_constraint, make_objective

@@ -36,11 +36,11 @@ import pandas as pd
 from scipy import stats
 
 from flatnas_bench.core.errors import TableError
+from flatnas_bench.core.metric_names import MetricName
 from flatnas_bench.core.results import (
     CORR_ACC_RESID,
     CORR_REL,
     CORRUPTION_FAMILIES,
-    MetricName,
     corr_rel_column,
     label,
     residual_metric,

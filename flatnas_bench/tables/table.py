@@ -8,8 +8,9 @@ or an NB201 index, and find that arch's own row or else its isomorphism class's 
 abstraction that objectives, surrogates, the FlatNAS loop's archives and retraining consume; files load
 into it through :func:`flatnas_bench.tables.readers.load_table`.
 
-Metric names follow the grammar of :mod:`flatnas_bench.core.results` (``{dataset}_{column}_{protocol}``), and
-every name-taking method accepts a short name resolved by that grammar (:meth:`BenchTable.resolve`):
+Metric names follow the grammar of :mod:`flatnas_bench.core.metric_names`
+(``{dataset}_{column}_{protocol}``), and every name-taking method accepts a short name resolved by that
+grammar (:meth:`BenchTable.resolve`):
 
 * NB201-style sources use ``cifar10_valid_acc_200ep`` (the ``cifar10-valid`` split's validation
   accuracy, %, mean over seeds), ``cifar10_test_acc_200ep``, ``cifar100_test_acc_12ep_1seed`` (the suffix
@@ -40,16 +41,14 @@ import numpy as np
 import pandas as pd
 
 from flatnas_bench.core.errors import ArchError, TableError
+from flatnas_bench.core.metric_names import MetricName, metric_name, resolve_metric
 from flatnas_bench.core.results import (
     CORR_ACC_RESID,
     N_SEEDS,
-    MetricName,
     label,
-    metric_name,
     numeric_columns,
     per_seed,
     residual_metric,
-    resolve_metric,
     seed_means,
 )
 from flatnas_bench.nb201.space import NUM_ARCHS, Arch, arch_by_string, as_arch, canonical_ordinals
@@ -261,7 +260,7 @@ class BenchTable:
         return f"BenchTable({len(self)} archs, {len(self._metrics)} metrics, source={self._source!r})"
 
     def resolve(self, name: str) -> str:
-        """The metric ``name`` names by the grammar (:func:`flatnas_bench.core.results.resolve_metric`)."""
+        """The metric ``name`` names by the metric-name grammar (:func:`resolve_metric`)."""
         return resolve_metric(name, self._metrics, where=self._source)
 
     def has(self, name: str) -> bool:
