@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -105,3 +106,27 @@ def test_the_script_runs_on_a_table_and_writes_section_5(bv, tmp_path, capsys):
     assert "5. The FlatNAS claim corrected for noise" in text and "signs agree" in text
     written = json.loads(out.read_text())
     assert written["archs"] == 40 and list(written["claim"]) == list(bv.CLAIM_TARGETS)
+
+
+def test_the_robustness_page_shows_section_5_on_the_bundle(bv):
+    """docs/robustness.md's claim tables are section 5's point values on the bundled table."""
+    from flatnas_bench.tables.bundled import bundled_table_path
+
+    result = bv.claim_corrected(per_seed(pd.read_csv(bundled_table_path())), boot=0)
+    assert (result["archs"], result["replicated"]) == (503, 150)
+    text = (ROOT / "docs" / "robustness.md").read_text()
+    number = r"([+-]\d\.\d{3}) \[[^]]*\]"
+    claim = re.findall(rf"^\| (corr_\w+)[^|]* \| {number} \| [^|]+ \| {number} \| [^|]+ \|$", text, re.M)
+    four = " \\| ".join([number] * 4)
+    seeds = re.findall(rf"^\| (corr_\w+)[^|]* \| {four} \| (yes|no) \|$", text, re.M)
+    assert [c[0] for c in claim] == [s[0] for s in seeds] == list(bv.CLAIM_TARGETS)
+    for target, rho, partial in claim:
+        cells = result["claim"][target]
+        assert float(rho) == pytest.approx(cells["spearman"][0], abs=5e-4)
+        assert float(partial) == pytest.approx(cells["partial"][0], abs=5e-4)
+    for target, *values, agree in seeds:
+        by_seed = result["by_seed"][target]
+        expected = [by_seed["spearman"][0][0], by_seed["spearman"][1][0], by_seed["partial"][0][0],
+                    by_seed["partial"][1][0]]  # fmt: skip
+        np.testing.assert_allclose([float(v) for v in values], expected, atol=5e-4)
+        assert (agree == "yes") == by_seed["agree"]

@@ -5,6 +5,7 @@ agreement is known by construction."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -176,3 +177,27 @@ def test_a_relative_robustness_target_gets_its_noise_ceiling(table_csv):
     weather = ceilings["cifar10_corr_rel_weather_proxy"]
     assert weather["archs"] == N and weather["spearman"] == pytest.approx(SPEARMAN["weather"])
     assert weather["seeds"] == pytest.approx(2.0)
+
+
+def test_the_robustness_page_shows_the_bundled_reliabilities():
+    """docs/robustness.md's reliability table is what table reliability --by computes on the bundle."""
+    from conftest import ROOT
+
+    from flatnas_bench.tables.bundled import load_bundled_table
+
+    text = (ROOT / "docs" / "robustness.md").read_text()
+    shown = re.findall(r"^\| (corr_\w+)(?: \(all 15\))? \| (\d\.\d{3}) \| ([+-]\d\.\d\d) \[", text, re.M)
+    table = load_bundled_table()
+    computed = {
+        r.metric.removeprefix("cifar10_").removesuffix("_proxy"): r
+        for by in ("corruption", "family")
+        for r in table_reliability(table, by=by, boot=0)
+    }
+    assert [name for name, _, _ in shown] == list(computed)  # 15 corruptions, the overall ratio, 4 families
+    for name, mean, rho in shown:
+        assert abs(float(mean) - computed[name].mean) <= 5e-4 + 1e-9, name
+        assert abs(float(rho) - computed[name].spearman) <= 5e-3 + 1e-9, name
+    # issue 19's per-corruption seed-to-seed Spearmans over the 150 replicated archs
+    issue = {"gaussian_noise": -0.08, "frost": 0.40, "fog": 0.27, "contrast": 0.16, "brightness": 0.20}
+    for name, rho in issue.items():
+        assert round(computed[f"corr_rel_{name}"].spearman, 2) == rho
