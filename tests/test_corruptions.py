@@ -197,8 +197,9 @@ def test_bad_inputs_raise_one_line_errors() -> None:
     x = smooth_images(2)
     with pytest.raises(DataError, match="32, 32, 3"):
         C.corrupt(x.astype(np.float32), "fog", 1)
-    with pytest.raises(DataError):
-        C.corrupt(np.zeros((2, 16, 16, 3), np.uint8), "fog", 1)
+    for shape in ((2, 4, 4, 3), (2, 64, 64, 3), (2, 16, 24, 3), (2, 16, 16, 1)):  # 8..32 px squares only
+        with pytest.raises(DataError, match="S from 8 to 32 px"):
+            C.corrupt(np.zeros(shape, np.uint8), "fog", 1)
     with pytest.raises(ConfigError, match="unknown corruption"):
         C.corrupt(x, "rain", 1)
     with pytest.raises(ConfigError, match="severities"):

@@ -80,3 +80,13 @@ def test_a_later_field_enters_the_hash_only_off_its_default() -> None:
     assert later.replace(extra=1).hash not in {proxy.hash, later.replace(extra=2).hash}
     # the fields of 0.2 count as before, whatever their value
     assert later.replace(precision="bf16").hash == proxy.replace(precision="bf16").hash
+
+
+def test_corruption_resolution_is_checked_and_enters_the_hash_only_when_input() -> None:
+    proxy = get_protocol("proxy")
+    assert proxy.corruption_resolution == "native"
+    assert proxy.replace(corruption_resolution="native").hash == PINNED_HASHES["proxy"]
+    at_input = proxy.replace(corruption_resolution="input")
+    assert at_input.hash not in PINNED_HASHES.values() and at_input.hash == at_input.replace(name="x").hash
+    with pytest.raises(ConfigError, match="corruption_resolution 'inputs' not one of native, input"):
+        proxy.replace(corruption_resolution="inputs")

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -45,6 +45,9 @@ from flatnas_bench.core.errors import ArchError, ConfigError, DataError
 from flatnas_bench.core.protocol import Protocol, get_protocol
 from flatnas_bench.nb201.space import ArchLike, as_arch
 from flatnas_bench.tables.store import ResultStore
+
+if TYPE_CHECKING:
+    from flatnas_bench.corruptions.robustness import CorruptionSet
 
 
 @dataclass(frozen=True)
@@ -168,32 +171,55 @@ def read_arch_file(path: str | os.PathLike[str]) -> list[str]:
 
 
 def corruption_set_for(
-    protocol: Protocol, data_path: str | os.PathLike[str], corruptions: str | os.PathLike[str] | None
-) -> Any:
+    protocol: Protocol,
+    data_path: str | os.PathLike[str],
+    corruptions: str | os.PathLike[str] | None = None,
+    severities: Sequence[int] | None = None,
+) -> CorruptionSet | None:
     """The corruption set every worker evaluates, or None when ``protocol.corruption_subset`` is 0.
 
     From ``corruptions`` (an official CIFAR-C directory, whose first images are in test-set order) when
     given; otherwise the 15 benchmark corruptions x 5 severities (seed 0) of ``corruption_subset``
     class-balanced test images, generated once and cached in the official layout under the data cache
     directory. (Folder layouts list the test set class by class, so its first images would be one class.)
+    With ``protocol.corruption_resolution == "input"`` and a resolution below the images' own, the test
+    images are area-downsampled to the resolution first (as the network sees them) and the operations
+    run at that size ("CIFAR-10-C operations at 16 px"; cached apart). ``severities`` keeps only those
+    blocks (e.g. ``(3, 4, 5)``). To evaluate saved weights under this set::
+
+        cset = corruption_set_for(get_protocol("proxy", corruption_resolution="input"), DATA)
+        groups, x, y = data.corruption_tensors(cset, protocol.corruption_subset)   # a DeviceData
     """
     subset = protocol.corruption_subset
     if subset <= 0:
         return None
-    return _corruption_set(
-        protocol.dataset, subset, str(data_path), None if corruptions is None else str(corruptions)
+    at_input = protocol.resolution if protocol.corruption_resolution == "input" else None
+    cset = _corruption_set(
+        protocol.dataset, subset, str(data_path), None if corruptions is None else str(corruptions), at_input
     )
+    return cset if severities is None else cset.only_severities(severities)
 
 
-@functools.lru_cache(maxsize=2)
-def _corruption_set(dataset: str, subset: int, data_path: str, corruptions: str | None) -> Any:
+@functools.lru_cache(maxsize=4)
+def _corruption_set(
+    dataset: str, subset: int, data_path: str, corruptions: str | None, at_input: int | None
+) -> CorruptionSet:
     """The corruption set of one request, built once per process: the same object every call, so workers
-    kept alive across runs (the loop's generations) recognise it."""
+    kept alive across runs (the loop's generations) recognise it. ``at_input``: the side (px) to corrupt
+    the images at when below theirs, or None for their own."""
     from flatnas_bench.corruptions.robustness import load_cifar_c
 
     if corruptions is not None:
-        return load_cifar_c(corruptions, subset=subset)
+        cset = load_cifar_c(corruptions, subset=subset)
+        side = cset.images[cset.names[0]].shape[2]
+        if at_input is not None and side > at_input:
+            raise ConfigError(
+                f"corruption_resolution 'input' asks for a set made at {at_input} px, {corruptions} holds "
+                f"{side} px images: drop --corruptions to generate it, or set corruption_resolution=native"
+            )
+        return cset
     from flatnas_bench.corruptions.generate import GENERATOR_VERSION, write_corruption_set
+    from flatnas_bench.corruptions.imaging import area_downsample
     from flatnas_bench.corruptions.robustness import BENCHMARK_CORRUPTIONS
     from flatnas_bench.corruptions.textures import frost_source
     from flatnas_bench.engine.data import cache_dir, load_images
@@ -206,6 +232,8 @@ def _corruption_set(dataset: str, subset: int, data_path: str, corruptions: str 
     digest = hashlib.sha256(np.ascontiguousarray(x).tobytes() + y.tobytes()).hexdigest()[:16]
     # generator version and frost source in the name: a cache made by other code is never reused
     tag = f"g{GENERATOR_VERSION}-{frost_source()}"
+    if at_input is not None and at_input < x.shape[1]:
+        x, tag = area_downsample(x, at_input), f"{tag}-at{at_input}px"
     folder = cache_dir() / "corruptions" / f"{dataset}-{subset}-{digest}-{tag}"
     # keeps what an earlier run wrote; made before any candidate trains, so every core is free for it
     write_corruption_set(x, y, folder, BENCHMARK_CORRUPTIONS, seed=0, workers=usable_cores())

@@ -34,6 +34,7 @@ SCHEDULES = ("cosine", "constant")
 OPTIMIZERS = ("sgd",)
 SAM_VARIANTS = ("none", "sam", "asam")
 PRECISIONS = ("fp32", "bf16")
+CORRUPTION_RESOLUTIONS = ("native", "input")
 # The fields every hash covers, whatever their value: those of the 0.1 and 0.2 tables (never add to this).
 HASHED_SINCE_0_1 = frozenset(
     ("dataset", "split", "val_size", "train_subset", "test_size", "resolution", "crop_pad", "seed",
@@ -80,6 +81,10 @@ class Protocol:
     flatness_sigma: float = 0.05  # multiplicative weight-noise scale of R(sigma, M)
     flatness_draws: int = 20  # M, noise draws per R
     corruption_subset: int = 0  # images per (corruption, severity) evaluated; 0 = corruptions off
+    # "native": CIFAR-10-C made at the images' 32 px (pixel-exact), area-downsampled to `resolution` like
+    # every input; "input": the CIFAR-10-C operations applied to test images already at `resolution`
+    # ("CIFAR-10-C operations at 16 px", not CIFAR-10-C; docs/corruptions.md). The same when resolution = 32.
+    corruption_resolution: str = "native"
     precision: str = "fp32"  # "fp32", or "bf16" autocast (CUDA only)
 
     def __post_init__(self) -> None:
@@ -104,6 +109,11 @@ class Protocol:
             )
         check(
             self.precision in PRECISIONS, f"precision {self.precision!r} not one of {', '.join(PRECISIONS)}"
+        )
+        check(
+            self.corruption_resolution in CORRUPTION_RESOLUTIONS,
+            f"corruption_resolution {self.corruption_resolution!r} not one of "
+            f"{', '.join(CORRUPTION_RESOLUTIONS)}",
         )
         for field in ("epochs", "batch_size", "C", "N", "resolution"):
             check(getattr(self, field) >= 1, f"{field} must be >= 1, got {getattr(self, field)}")

@@ -258,3 +258,24 @@ def plasma_fractal(uniforms: np.ndarray, decay: float, size: int) -> np.ndarray:
         wibble /= decay
     maps -= maps.min(axis=(1, 2), keepdims=True)
     return maps / maps.max(axis=(1, 2), keepdims=True)
+
+
+@functools.lru_cache(maxsize=16)
+def _area_windows(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) 0/1 membership of PyTorch's adaptive average pooling along one axis: output o covers
+    inputs floor(o n_in / n_out) .. ceil((o + 1) n_in / n_out) - 1."""
+    matrix = np.zeros((n_out, n_in))
+    for out in range(n_out):
+        matrix[out, (out * n_in) // n_out : -((-(out + 1) * n_in) // n_out)] = 1.0
+    return matrix
+
+
+def area_downsample(x: np.ndarray, size: int) -> np.ndarray:
+    """uint8 (n, H, W, C) -> uint8 (n, size, size, C) by area averaging, rounded half to even: the pixels
+    :class:`flatnas_bench.engine.data.DeviceData` makes (``F.interpolate(mode="area")``, ``round``) when a
+    protocol's resolution is below the images'. Each output pixel is the integer sum of its input
+    rectangle divided by the rectangle's pixel count, so halves are exact and round as PyTorch's do."""
+    rows, cols = _area_windows(x.shape[1], size), _area_windows(x.shape[2], size)
+    sums = np.einsum("oh,nhwc,pw->nopc", rows, x.astype(np.float64), cols, optimize=True)
+    counts = np.outer(rows.sum(1), cols.sum(1))[None, :, :, None]
+    return np.clip(np.round(sums / counts), 0, 255).astype(np.uint8)

@@ -84,6 +84,7 @@ __all__ = [
 ]
 
 SIZE = 32  # px: every parameter below is the original's CIFAR (32x32) setting
+MIN_SIZE = 8  # px: the smallest side the operations accept (at other sides than 32: module docstring)
 
 
 class _ImageRngs:
@@ -200,7 +201,8 @@ def _glass_blur(x: np.ndarray, p: tuple[float, int, int], rngs: _ImageRngs) -> n
     "swap" of numpy views is this copy. Sequential within an image, vectorised across images."""
     sigma, delta, iterations = p
     img = (gaussian(unit(x), sigma) * 255).astype(np.uint8)
-    sweep = [(h, w) for h in range(SIZE - delta, delta, -1) for w in range(SIZE - delta, delta, -1)]
+    size = x.shape[1]
+    sweep = [(h, w) for h in range(size - delta, delta, -1) for w in range(size - delta, delta, -1)]
     shifts = rngs.draw(lambda g: g.integers(-delta, delta, size=(iterations, len(sweep), 2)))
     batch = np.arange(len(img))
     for it in range(iterations):
@@ -240,48 +242,53 @@ def _snow(x: np.ndarray, p: tuple[float, ...], rngs: _ImageRngs) -> np.ndarray:
     images like the original's PNG round trip), added twice (and rotated 180 degrees) to an image paled
     towards OpenCV's grey (``cvtColor`` RGB2GRAY, float32)."""
     loc, scale, zoom, threshold, radius, sigma, mix = p
-    flakes, angles = rngs.draw(lambda g: (g.normal(loc, scale, (SIZE, SIZE)), g.uniform(-135, -45)))
+    size = x.shape[1]
+    flakes, angles = rngs.draw(lambda g: (g.normal(loc, scale, (size, size)), g.uniform(-135, -45)))
     flakes = clipped_zoom_sum(flakes[..., None], [zoom])
     flakes[flakes < threshold] = 0
     flakes = (np.clip(flakes, 0, 1) * 255).astype(np.uint8)
     flakes = motion_blur(flakes, radius, sigma, angles) / 255.0
     img = unit(x).astype(np.float32)
     # cvtColor is per pixel, so the batch goes through as one tall image
-    gray = cv2.cvtColor(img.reshape(-1, SIZE, 3), cv2.COLOR_RGB2GRAY).reshape(*img.shape[:3], 1)
+    gray = cv2.cvtColor(img.reshape(-1, size, 3), cv2.COLOR_RGB2GRAY).reshape(*img.shape[:3], 1)
     img = mix * img + (1 - mix) * np.maximum(img, gray * 1.5 + 0.5)
     return to255(img + flakes + flakes[:, ::-1, ::-1])
 
 
-def _frost_picks(rngs: _ImageRngs, textures: Sequence[np.ndarray]) -> np.ndarray:
+def _frost_picks(rngs: _ImageRngs, textures: Sequence[np.ndarray], size: int = SIZE) -> np.ndarray:
     """Each image's frost crop as the original draws it: int (n, 3) rows (texture, top, left), the
-    texture uniform over the five, then the crop's top and left uniform in [0, size - 32)."""
+    texture uniform over the five, then the crop's top and left uniform in [0, texture side - size)."""
 
     def pick(g: np.random.Generator) -> np.ndarray:
         k = int(g.integers(len(textures)))
         height, width = textures[k].shape[:2]
-        return np.array([k, g.integers(0, height - SIZE), g.integers(0, width - SIZE)])
+        return np.array([k, g.integers(0, height - size), g.integers(0, width - size)])
 
     return rngs.draw(pick)
 
 
 @_register("frost", ((1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45)))
 def _frost(x: np.ndarray, p: tuple[float, float], rngs: _ImageRngs) -> np.ndarray:
-    """a * x + b * frost (both 0..255), frost a random 32x32 crop of one of the five frost photographs
-    after the original's 0.2 resize (:func:`~flatnas_bench.corruptions.textures.frost_textures`)."""
-    textures = frost_textures()
-    crops = np.stack(
-        [textures[k][top : top + SIZE, left : left + SIZE] for k, top, left in _frost_picks(rngs, textures)]
-    )
+    """a * x + b * frost (both 0..255), frost a random crop (32x32 at 32 px) of one of the five frost
+    photographs after the original's 0.2 resize
+    (:func:`~flatnas_bench.corruptions.textures.frost_textures`)."""
+    textures, size = frost_textures(), x.shape[1]
+    picks = _frost_picks(rngs, textures, size)
+    crops = np.stack([textures[k][top : top + size, left : left + size] for k, top, left in picks])
     return np.clip(p[0] * x + p[1] * crops.astype(np.float64), 0, 255)
 
 
 @_register("fog", ((0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75)))
 def _fog(x: np.ndarray, p: tuple[float, float], rngs: _ImageRngs) -> np.ndarray:
-    """x + amount * plasma fractal (wibble decay), rescaled by max(x) / (max(x) + amount)."""
+    """x + amount * plasma fractal (wibble decay), rescaled by max(x) / (max(x) + amount). The map is made
+    at the power of two at least the image side and cropped to it (as the original's ImageNet version
+    crops its 256-px map to 224)."""
     amount, decay = p
-    img = unit(x)
+    img, size = unit(x), x.shape[1]
     peak = img.max(axis=(1, 2, 3), keepdims=True)
-    plasma = plasma_fractal(rngs.draw(lambda g: g.random(SIZE * SIZE - 1)), decay, SIZE)
+    mapsize = 1 << (size - 1).bit_length()
+    uniforms = rngs.draw(lambda g: g.random(mapsize * mapsize - 1))
+    plasma = plasma_fractal(uniforms, decay, mapsize)[:, :size, :size]
     return to255((img + amount * plasma[..., None]) * peak / (peak + amount))
 
 
@@ -303,55 +310,51 @@ def _contrast(x: np.ndarray, c: float, rngs: _ImageRngs) -> np.ndarray:
 
 def _affine_warp(img: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """OpenCV ``warpAffine`` (bilinear, REFLECT_101 border) of every float32 image of a batch by the affine
-    map that sends the points (26, 26), (26, 6), (6, 6) (x, y) to themselves plus ``offsets`` (n, 3, 2).
+    map that sends the points (c + t, c + t), (c + t, c - t), (c - t, c - t) (x, y), c = side // 2 and
+    t = side // 3 ((26, 26), (26, 6), (6, 6) at 32 px), to themselves plus ``offsets`` (n, 3, 2).
 
     OpenCV's own ``getAffineTransform`` and ``warpAffine``: the latter resolves source positions in its
     fixed point (1/32 px), which only OpenCV reproduces exactly. OpenCV 3.4 and 4.x agree bit for bit
     (3.x made the official files); 5.0 computes it otherwise, hence the dependency's pin below 5."""
-    centre, third = SIZE // 2, SIZE // 3
+    size = img.shape[1]
+    centre, third = size // 2, size // 3
     src = np.array(
         [[centre + third] * 2, [centre + third, centre - third], [centre - third] * 2], dtype=np.float32
     )
     out = np.empty_like(img)
     for k, (image, offset) in enumerate(zip(img, offsets.astype(np.float32), strict=True)):
         matrix = cv2.getAffineTransform(src, src + offset)
-        out[k] = cv2.warpAffine(image, matrix, (SIZE, SIZE), borderMode=cv2.BORDER_REFLECT_101)
+        out[k] = cv2.warpAffine(image, matrix, (size, size), borderMode=cv2.BORDER_REFLECT_101)
     return out
 
 
 @_register(
     "elastic_transform",
-    tuple(
-        (SIZE * a, SIZE * s, SIZE * f)
-        for a, s, f in (
-            (0, 0, 0.08),
-            (0.05, 0.2, 0.07),
-            (0.08, 0.06, 0.06),
-            (0.1, 0.04, 0.05),
-            (0.1, 0.03, 0.03),
-        )
-    ),
+    ((0, 0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05), (0.1, 0.03, 0.03)),
 )
 def _elastic_transform(x: np.ndarray, p: tuple[float, float, float], rngs: _ImageRngs) -> np.ndarray:
     """Random affine (corner points jittered by +-affine px, REFLECT_101 border), then an elastic
     displacement: uniform(-1, 1) fields smoothed by a Gaussian (sigma px, reflect, truncate 3), times
-    alpha px, resampled bilinearly with a reflect border."""
-    alpha, sigma, affine = p
+    alpha px, resampled bilinearly with a reflect border. The three lengths are fractions of the image
+    side, as the original gives them (``IMSIZE * 0.05``...)."""
+    size = x.shape[1]
+    alpha, sigma, affine = (size * fraction for fraction in p)
     jitter, fields = rngs.draw(
-        lambda g: (g.uniform(-affine, affine, (3, 2)), g.uniform(-1, 1, (2, SIZE, SIZE)))
+        lambda g: (g.uniform(-affine, affine, (3, 2)), g.uniform(-1, 1, (2, size, size)))
     )
     img = unit(x).astype(np.float32)
     img = _affine_warp(img, jitter)
     dx = (gaussian(fields[:, 0], sigma, "reflect", truncate=3.0) * alpha).astype(np.float32)
     dy = (gaussian(fields[:, 1], sigma, "reflect", truncate=3.0) * alpha).astype(np.float32)
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
+    yy, xx = np.mgrid[0:size, 0:size]
     return to255(bilinear(img, yy + dy, xx + dx, mode="reflect"))
 
 
 @_register("pixelate", (0.95, 0.9, 0.85, 0.75, 0.65))
 def _pixelate(x: np.ndarray, c: float, rngs: _ImageRngs) -> np.ndarray:
-    """Pillow BOX resize to int(32 c) px and back to 32 px."""
-    return pil_box_resize(pil_box_resize(x, int(SIZE * c)), SIZE)
+    """Pillow BOX resize to int(side c) px and back (32 -> int(32 c) -> 32 at 32 px)."""
+    size = x.shape[1]
+    return pil_box_resize(pil_box_resize(x, int(size * c)), size)
 
 
 @_register("jpeg_compression", (80, 65, 58, 50, 40))
@@ -417,7 +420,8 @@ def _spatter(x: np.ndarray, p: tuple[float, ...], rngs: _ImageRngs) -> np.ndarra
     tints the image pale turquoise; an image whose layer is empty stays clean, where the original divides
     0 by 0. Mode 1 (mud): blurred blobs (sigma = intensity) above 0.8 replace the image with mud brown."""
     loc, scale, sigma, threshold, intensity, mode = p
-    liquid = gaussian(rngs.draw(lambda g: g.normal(loc, scale, (SIZE, SIZE))), sigma)
+    size = x.shape[1]
+    liquid = gaussian(rngs.draw(lambda g: g.normal(loc, scale, (size, size))), sigma)
     liquid[liquid < threshold] = 0
     img = unit(x).astype(np.float32)
     if mode == 0:
@@ -447,12 +451,14 @@ def _saturate(x: np.ndarray, p: tuple[float, float], rngs: _ImageRngs) -> np.nda
 
 
 def check_images(images: np.ndarray) -> np.ndarray:
-    """``images`` as a uint8 (n, 32, 32, 3) array; DataError otherwise."""
+    """``images`` as a uint8 (n, S, S, 3) array with 8 <= S <= 32; DataError otherwise."""
     images = np.asarray(images)
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (SIZE, SIZE, 3):
+    shape = images.shape
+    square = images.ndim == 4 and shape[1] == shape[2] and shape[3] == 3
+    if images.dtype != np.uint8 or not square or not MIN_SIZE <= shape[1] <= SIZE:
         raise DataError(
-            f"corruptions use CIFAR parameters and need uint8 (n, 32, 32, 3) images, "
-            f"got {images.dtype} {images.shape}"
+            f"corruptions use CIFAR parameters and need uint8 (n, S, S, 3) images, S from {MIN_SIZE} to "
+            f"{SIZE} px (32 for CIFAR-10-C itself), got {images.dtype} {shape}"
         )
     return images
 

@@ -89,6 +89,17 @@ class CorruptionSet:
             for block, severity in zip(array, self.severities, strict=True):
                 yield name, severity, block
 
+    def only_severities(self, severities: Iterable[int]) -> CorruptionSet:
+        """The same set with only the blocks of ``severities`` (held ones, in the order given)."""
+        wanted = [int(s) for s in severities]
+        missing = sorted(set(wanted) - set(self.severities))
+        if missing or not wanted or len(set(wanted)) != len(wanted):
+            raise ConfigError(
+                f"severities must be distinct ones of this set's {list(self.severities)}, got {wanted}"
+            )
+        rows = [self.severities.index(s) for s in wanted]
+        return CorruptionSet({k: v[rows] for k, v in self.images.items()}, self.labels, tuple(wanted))
+
     def save(self, directory: str | os.PathLike[str], meta: Mapping[str, object] | None = None) -> Path:
         """Write the official layout (plus ``meta.json``) into ``directory``; returns it."""
         out = Path(directory)
