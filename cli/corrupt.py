@@ -4,6 +4,7 @@
     flatnas-bench corrupt --data DATA --out runs/c-small --severities 1,3,5 --corruptions fog,snow \\
         --subset 500
     flatnas-bench corrupt-grid --data DATA --out docs/img/corruption_grid.png --index 7
+    flatnas-bench corrupt-grid --data DATA --out docs/img/corruption_grid_16px.png --index 7 --resolution 16
 
 ``corrupt`` writes the official CIFAR-10-C layout (``<corruption>.npy`` + ``labels.npy``), which
 :func:`flatnas_bench.corruptions.robustness.load_cifar_c` and ``bench --corruptions`` read.
@@ -100,9 +101,17 @@ def corrupt_grid(
     severities: SeveritiesOpt = ALL_SEVERITIES,
     seed: SeedOpt = 0,
     scale: Annotated[int, typer.Option("--scale", help="Enlargement of each 32 px image.")] = 3,
+    resolution: Annotated[
+        int | None,
+        typer.Option(
+            "--resolution",
+            help="Side in px (8-31): CIFAR-10-C downsampled to it beside the operations run at it "
+            "(corruption_resolution=input).",
+        ),
+    ] = None,
 ) -> None:
     """Write a PNG grid of one test image: rows = corruptions, columns = clean + severities."""
-    from flatnas_bench.corruptions.grid import save_corruption_grid
+    from flatnas_bench.corruptions.grid import save_corruption_grid, save_resolution_grid
     from flatnas_bench.engine.data import load_images
 
     test = load_images(data, dataset).test
@@ -110,7 +119,13 @@ def corrupt_grid(
         raise ConfigError(f"--index must be between 0 and {len(test) - 1}, got {index}")
     if scale < 1:
         raise ConfigError(f"--scale must be at least 1, got {scale}")
-    path = save_corruption_grid(
-        out, test.x[index], _names(corruptions), _severities(severities), seed=seed, index=index, scale=scale
-    )
+    names, levels = _names(corruptions), _severities(severities)
+    if resolution is None:
+        path = save_corruption_grid(out, test.x[index], names, levels, seed=seed, index=index, scale=scale)
+    else:
+        if not 8 <= resolution < test.x.shape[1]:
+            raise ConfigError(f"--resolution must be from 8 to {test.x.shape[1] - 1} px, got {resolution}")
+        path = save_resolution_grid(
+            out, test.x[index], resolution, names, levels, seed=seed, index=index, scale=scale
+        )
     typer.echo(f"wrote {path}")

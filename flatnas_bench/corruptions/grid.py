@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from flatnas_bench.corruptions.imaging import area_downsample
 from flatnas_bench.corruptions.operations import (
     SIZE,
     check_images,
@@ -54,21 +55,91 @@ def save_corruption_grid(
     names = check_names(corruptions)
     levels = check_severities(severities)
     grid = corruption_grid(image, names, levels, seed, index)
-    cell, gap, left, top = SIZE * scale, 4, 150, 26
-    canvas = Image.new("RGB", (left + grid.shape[1] * (cell + gap), top + len(names) * (cell + gap)), "white")
+    titles = ["clean"] + [f"severity {s}" for s in levels]
+    return _draw(path, grid, _row_labels(names, labels), titles, [], SIZE * scale)
+
+
+def resolution_grid(
+    image: np.ndarray,
+    side: int,
+    corruptions: Iterable[str] = ALL_CORRUPTIONS,
+    severities: Iterable[int] = SEVERITIES,
+    seed: int = 0,
+    index: int = 0,
+) -> np.ndarray:
+    """One 32-px image under every corruption and severity, both ways to a ``side``-px corruption test:
+    uint8 (corruptions, 1 + 2 x severities, side, side, 3) holding the clean image area-downsampled to
+    ``side``, then CIFAR-10-C (made at 32 px) area-downsampled per severity, then the operations run on
+    the downsampled image (``corruption_resolution="input"``). Same seed and index: the same draws."""
+    image = check_images(np.asarray(image)[None])
+    levels = check_severities(severities)
+    small = area_downsample(image, side)
+    rows = []
+    for name in check_names(corruptions):
+        made_at_32 = [area_downsample(corrupt(image, name, s, seed, [index]), side) for s in levels]
+        made_at_side = [corrupt(small, name, s, seed, [index]) for s in levels]
+        rows.append(np.concatenate([small, *made_at_32, *made_at_side]))
+    return np.stack(rows)
+
+
+def save_resolution_grid(
+    path: str | os.PathLike[str],
+    image: np.ndarray,
+    side: int = 16,
+    corruptions: Iterable[str] = ALL_CORRUPTIONS,
+    severities: Iterable[int] = SEVERITIES,
+    seed: int = 0,
+    index: int = 0,
+    scale: int = 3,
+    labels: Mapping[str, str] | None = None,
+) -> Path:
+    """Write :func:`resolution_grid` as a labelled PNG: per corruption, the clean ``side``-px image, the
+    32-px corruptions downsampled, then the operations at ``side`` px. Each tile is shown as large as a
+    32-px image enlarged ``scale`` times (nearest neighbour). Returns the path."""
+    names = check_names(corruptions)
+    levels = check_severities(severities)
+    grid = resolution_grid(image, side, names, levels, seed, index)
+    k = len(levels)
+    titles = [f"clean {side} px"] + [f"severity {s}" for s in levels] * 2
+    groups = [(f"CIFAR-10-C (32 px), downsampled to {side} px", 1), (f"operations at {side} px", 1 + k)]
+    return _draw(path, grid, _row_labels(names, labels), titles, groups, SIZE * scale)
+
+
+def _row_labels(names: Iterable[str], labels: Mapping[str, str] | None) -> list[str]:
+    return [(labels or {}).get(name, name.replace("_", " ")) for name in names]
+
+
+def _draw(
+    path: str | os.PathLike[str],
+    grid: np.ndarray,
+    row_labels: list[str],
+    titles: list[str],
+    groups: list[tuple[str, int]],
+    cell: int,
+) -> Path:
+    """Draw ``grid`` (rows, columns, h, w, 3) as a PNG of ``cell``-px tiles: a label left of each row, a
+    title above each column, and for each ``(title, first column)`` of ``groups`` a wider gap before that
+    column with the group's title above its columns."""
+    gap, left, font = 4, 150, ImageFont.load_default(size=14)
+    top = 26 * (2 if groups else 1)
+    starts = {first for _, first in groups}
+    xs, x = [], left
+    for c in range(grid.shape[1]):
+        x += 3 * gap if c in starts and c > 0 else 0
+        xs.append(x)
+        x += cell + gap
+    canvas = Image.new("RGB", (x, top + len(row_labels) * (cell + gap)), "white")
     draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default(size=14)
-    for c, title in enumerate(["clean"] + [f"severity {s}" for s in levels]):
-        draw.text(
-            (left + c * (cell + gap) + cell // 2, top // 2), title, fill="black", font=font, anchor="mm"
-        )
-    for r, name in enumerate(names):
+    for c, title in enumerate(titles):
+        draw.text((xs[c] + cell // 2, top - 13), title, fill="black", font=font, anchor="mm")
+    bounds = [first for _, first in groups] + [grid.shape[1]]
+    for (title, first), end in zip(groups, bounds[1:], strict=True):
+        draw.text(((xs[first] + xs[end - 1] + cell) // 2, 13), title, fill="black", font=font, anchor="mm")
+    for r, label in enumerate(row_labels):
         y = top + r * (cell + gap)
-        label = (labels or {}).get(name, name.replace("_", " "))
         draw.text((left - 8, y + cell // 2), label, fill="black", font=font, anchor="rm")
         for c, tile in enumerate(grid[r]):
-            enlarged = Image.fromarray(tile).resize((cell, cell), Image.NEAREST)
-            canvas.paste(enlarged, (left + c * (cell + gap), y))
+            canvas.paste(Image.fromarray(tile).resize((cell, cell), Image.NEAREST), (xs[c], y))
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(out)

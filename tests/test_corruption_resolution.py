@@ -1,0 +1,171 @@
+"""Corruptions at the network's input resolution (issue 19): the operations at sides from 8 to 32 px, the
+protocol setting ``corruption_resolution``, the set it selects for a candidate, and the picture of both."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from helpers import CONV, make_imagefolder, tiny_protocol
+from PIL import Image
+from test_corruptions import MONOTONE, smooth_images
+from typer.testing import CliRunner
+
+from flatnas_bench.bench.driver import balanced_subset, corruption_set_for, run_bench
+from flatnas_bench.core.errors import ConfigError
+from flatnas_bench.corruptions import operations as C
+from flatnas_bench.corruptions.generate import generate_corruption_set, write_corruption_set
+from flatnas_bench.corruptions.grid import resolution_grid
+from flatnas_bench.corruptions.imaging import area_downsample
+from flatnas_bench.corruptions.robustness import BENCHMARK_CORRUPTIONS, SEVERITIES
+from flatnas_bench.engine.data import DeviceData, load_images
+from flatnas_bench.tables.store import ResultStore
+
+NAMES = list(C.CORRUPTIONS)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory):
+    return make_imagefolder(tmp_path_factory.mktemp("tiny") / "images")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLATNAS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def at16(n: int = 6) -> np.ndarray:
+    return area_downsample(smooth_images(n), 16)
+
+
+def test_area_downsample_gives_the_pixels_the_network_sees():
+    x = np.random.default_rng(0).integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+    for side in (16, 20, 11):
+        data = DeviceData.__new__(DeviceData)  # only .images is used: device and resolution
+        data.device, data.resolution = torch.device("cpu"), side
+        seen = data.images(x).permute(0, 2, 3, 1).numpy()
+        assert np.array_equal(area_downsample(x, side), seen), side
+    assert np.array_equal(area_downsample(x, 16)[0, 0, 0], np.round(x[0, :2, :2].mean(axis=(0, 1))))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_corruption_at_16_and_8_px_keeps_shape_dtype_and_range(name: str) -> None:
+    for side in (16, 8):
+        x = area_downsample(smooth_images(3), side)
+        for severity in SEVERITIES:
+            out = C.corrupt(x, name, severity, seed=1)
+            assert out.shape == x.shape and out.dtype == np.uint8
+            assert 0 < out.mean() < 255 and out.std() > 0
+        assert not np.array_equal(C.corrupt(x, name, 5), x)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_damage_at_16_px_grows_with_severity(name: str) -> None:
+    x = at16(16)
+    change = [float(np.abs(C.corrupt(x, name, s).astype(float) - x).mean()) for s in SEVERITIES]
+    assert min(change) > 0
+    if name == "elastic_transform":  # as at 32 px: the elastic (non-affine) part grows, on ramps
+        yy, xx = np.mgrid[0:16, 0:16].astype(float)
+        ramps = np.stack([128 + 10 * ((xx - 8) * np.cos(a) + (yy - 8) * np.sin(a)) for a in (0.3, 1.2, 2.9)])
+        ramps = np.repeat(ramps.astype(np.uint8)[..., None], 3, axis=-1)
+        inner = slice(4, 12)
+        design = np.stack([xx[inner, inner].ravel(), yy[inner, inner].ravel(), np.ones(64)], axis=1)
+        residual = []
+        for s in SEVERITIES:
+            values = C.corrupt(ramps, name, s)[:, inner, inner, 0].reshape(3, -1).T.astype(float)
+            fit = design @ np.linalg.lstsq(design, values, rcond=None)[0]
+            residual.append(float(np.abs(values - fit).mean()))
+        assert residual[4] > 3 * residual[0], residual
+        return
+    assert change[4] > change[0], change
+    if name in MONOTONE:
+        assert all(b > a for a, b in itertools.pairwise(change)), change
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_at_16_px_deterministic_by_seed_and_independent_of_batching(name: str) -> None:
+    x = at16(5)
+    whole = C.corrupt(x, name, 4, seed=7)
+    assert np.array_equal(whole, C.corrupt(x, name, 4, seed=7))
+    assert np.array_equal(whole[2:5], C.corrupt(x[2:5], name, 4, seed=7, indices=range(2, 5)))
+
+
+def test_lengths_given_as_image_fractions_follow_the_side_and_pixel_lengths_do_not():
+    x = at16(4)
+    # pixelate: 16 -> int(16 * 0.65) = 10 -> 16 px, Pillow BOX both ways
+    from flatnas_bench.corruptions.imaging import pil_box_resize
+
+    assert np.array_equal(C.corrupt(x, "pixelate", 5), pil_box_resize(pil_box_resize(x, 10), 16))
+    # gaussian_blur: sigma 1.0 px at any side
+    from flatnas_bench.corruptions.imaging import gaussian, to255
+
+    expected = to255(gaussian(x / 255.0, 1.0)).astype(np.uint8)
+    assert np.array_equal(C.corrupt(x, "gaussian_blur", 5), expected)
+
+
+def test_a_set_at_the_input_resolution_reaches_the_candidate(tmp_path, tiny_data, monkeypatch):
+    native = tiny_protocol(corruption_subset=8)
+    at_input = tiny_protocol(corruption_subset=8, corruption_resolution="input")
+    assert native.hash != at_input.hash
+    big, small = corruption_set_for(native, tiny_data), corruption_set_for(at_input, tiny_data)
+    assert big.images["fog"].shape == (5, 8, 32, 32, 3) and small.images["fog"].shape == (5, 8, 16, 16, 3)
+    assert small is corruption_set_for(at_input, tiny_data)  # built once per process
+    test = load_images(tiny_data, "cifar10").test
+    pick = balanced_subset(test.y, 8)
+    expected = generate_corruption_set(area_downsample(test.x[pick], 16), test.y[pick])
+    for name in BENCHMARK_CORRUPTIONS:
+        assert np.array_equal(small.images[name], expected.images[name]), name
+    assert np.array_equal(small.labels, test.y[pick])
+    three = corruption_set_for(at_input, tiny_data, severities=(3, 4, 5))
+    assert three.severities == (3, 4, 5) and np.array_equal(three.images["snow"], small.images["snow"][2:])
+
+    seen = []  # the corruption images each candidate is evaluated on
+    evaluate = DeviceData.corruption_tensors
+
+    def spy(self, cset, subset):
+        seen.append(cset.images["fog"].shape)
+        return evaluate(self, cset, subset)
+
+    monkeypatch.setattr(DeviceData, "corruption_tensors", spy)
+    table = tmp_path / "t.sqlite"
+    for protocol in (native, at_input):
+        run_bench([CONV], protocol, table, tiny_data, progress=False, threads=1)
+    with ResultStore(table, readonly=True) as store:
+        rows = store.to_frame().set_index("protocol_hash")
+        cards = dict(zip(store.protocols()["hash"], store.protocols()["card"], strict=True))
+    assert cards[at_input.hash]["corruption_resolution"] == "input"
+    one, two = rows.loc[native.hash], rows.loc[at_input.hash]
+    # the same training (the setting is evaluation only), another corruption test
+    assert (one["val_acc"], one["test_acc"]) == (two["val_acc"], two["test_acc"])
+    assert seen == [(5, 8, 32, 32, 3), (5, 8, 16, 16, 3)]
+
+
+def test_input_resolution_refuses_a_32_px_directory(tmp_path, tiny_data):
+    test = load_images(tiny_data, "cifar10").test
+    write_corruption_set(test.x[:8], test.y[:8], tmp_path / "c", ["fog"], (1,))
+    at_input = tiny_protocol(corruption_subset=8, corruption_resolution="input")
+    with pytest.raises(ConfigError, match=r"set made at 16 px, .* holds 32 px images"):
+        corruption_set_for(at_input, tiny_data, tmp_path / "c")
+    with pytest.raises(ConfigError, match="severities must be distinct ones"):
+        corruption_set_for(tiny_protocol(corruption_subset=8), tiny_data, tmp_path / "c", severities=(2,))
+
+
+def test_resolution_grid_and_its_cli(tmp_path, tiny_data):
+    from cli.main import app
+
+    image = load_images(tiny_data, "cifar10").test.x[3]
+    grid = resolution_grid(image, 16, ["fog", "glass_blur"], (1, 5), seed=0, index=3)
+    assert grid.shape == (2, 5, 16, 16, 3)
+    small = area_downsample(image[None], 16)
+    assert np.array_equal(grid[0, 0], small[0])
+    assert np.array_equal(grid[1, 2], area_downsample(C.corrupt(image[None], "glass_blur", 5, 0, [3]), 16)[0])
+    assert np.array_equal(grid[1, 4], C.corrupt(small, "glass_blur", 5, 0, [3])[0])
+    png = tmp_path / "grid.png"
+    args = ["corrupt-grid", "--data", str(tiny_data), "--out", str(png), "--index", "3", "--scale", "1"]
+    result = CliRunner().invoke(app, [*args, "--corruptions", "fog,snow", "--resolution", "16"])
+    assert result.exit_code == 0, result.output
+    assert Image.open(png).size == (150 + 11 * 36 + 2 * 12, 52 + 2 * 36)
+    result = CliRunner().invoke(app, [*args, "--resolution", "32"])
+    assert result.exit_code == 2 and "--resolution must be from 8 to 31 px" in result.output
