@@ -62,7 +62,7 @@ def alternative_set(x: np.ndarray, y: np.ndarray, seed: int = 0) -> CorruptionSe
     """D: the corruptions of :data:`ALTERNATIVE` at x's side with the other units (same random draws)."""
     images = {}
     for name, change in ALTERNATIVE.items():
-        spec = CORRUPTIONS[name]
+        spec = CORRUPTIONS.get(name)
         blocks = []
         for severity in SEVERITIES:
             params = change(spec.params[severity - 1])
@@ -96,7 +96,7 @@ def accuracy_drops(
 ) -> dict:
     """Per test and (corruption, severity), the (clean - corrupted) accuracy of each of up to ``networks``
     saved proxy networks, on the corruption sets' own images (clean: ``clean16``)."""
-    from flatnas_bench.engine.data import DeviceData
+    from flatnas_bench.engine.device_data import DeviceData
     from flatnas_bench.engine.train import predict
     from flatnas_bench.engine.weights import load_weights
     from flatnas_bench.nb201.space import Arch

@@ -20,7 +20,8 @@ from flatnas_bench.corruptions.generate import generate_corruption_set, write_co
 from flatnas_bench.corruptions.grid import resolution_grid
 from flatnas_bench.corruptions.imaging import area_downsample
 from flatnas_bench.corruptions.robustness import BENCHMARK_CORRUPTIONS, SEVERITIES
-from flatnas_bench.engine.data import DeviceData, load_images
+from flatnas_bench.engine.data import load_images
+from flatnas_bench.engine.device_data import DeviceData
 from flatnas_bench.tables.store import ResultStore
 
 NAMES = list(C.CORRUPTIONS)

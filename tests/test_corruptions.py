@@ -126,9 +126,10 @@ def changes(images: np.ndarray) -> dict[str, list[float]]:
 def test_registry_holds_the_official_corruptions() -> None:
     assert tuple(C.CORRUPTIONS) == C.ALL_CORRUPTIONS == C.BENCHMARK_CORRUPTIONS + C.EXTRA_CORRUPTIONS
     assert len(C.BENCHMARK_CORRUPTIONS) == 15 and len(C.EXTRA_CORRUPTIONS) == 4
-    assert all(len(spec.params) == 5 for spec in C.CORRUPTIONS.values())
+    assert all(len(C.CORRUPTIONS.get(name).params) == 5 for name in C.CORRUPTIONS)
     assert C.list_corruptions("benchmark") == C.BENCHMARK_CORRUPTIONS
-    assert [len(z) for z in C.CORRUPTIONS["zoom_blur"].params] == [7, 12, 16, 21, 26]  # np.arange's float end
+    zooms = C.CORRUPTIONS.get("zoom_blur").params
+    assert [len(z) for z in zooms] == [7, 12, 16, 21, 26]  # np.arange's float end
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -247,7 +248,7 @@ def test_frost_draws_pick_and_crop_as_recorded(golden: dict[str, np.ndarray]) ->
 def test_spatter_wraps_its_liquid_layer_like_the_original(golden: dict[str, np.ndarray]) -> None:
     """At severity 3 the layer of golden image 2 reaches above 1 and the original's uint8 cast wraps it
     around (the parity test checks those pixels); clipping it instead would change the water."""
-    loc, scale, sigma, threshold, _, _ = C.CORRUPTIONS["spatter"].params[2]
+    loc, scale, sigma, threshold, _, _ = C.CORRUPTIONS.get("spatter").params[2]
     rngs = C._ImageRngs(int(golden["seed"]), "spatter", 3, golden["indices"])
     liquid = I.gaussian(rngs.draw(lambda g: g.normal(loc, scale, (32, 32))), sigma)
     liquid[liquid < threshold] = 0
@@ -274,7 +275,7 @@ def test_pixelate_is_bit_exact_with_pillow() -> None:
     x = np.concatenate(
         [smooth_images(2), np.random.default_rng(1).integers(0, 256, (2, 32, 32, 3), np.uint8)]
     )
-    for c in C.CORRUPTIONS["pixelate"].params:
+    for c in C.CORRUPTIONS.get("pixelate").params:
         size = int(32 * c)
         expected = np.stack(
             [
@@ -329,7 +330,7 @@ def test_glass_blur_equals_the_original_sequential_swap_loop() -> None:
     """The original's ``x[h, w], x[h', w'] = x[h', w'], x[h, w]`` on numpy views, with our draws."""
     x = smooth_images(2)
     for severity in (2, 5):
-        sigma, delta, iterations = C.CORRUPTIONS["glass_blur"].params[severity - 1]
+        sigma, delta, iterations = C.CORRUPTIONS.get("glass_blur").params[severity - 1]
         rngs = C._ImageRngs(0, "glass_blur", severity, np.arange(2))
         expected = []
         for img, g in zip(x, rngs.generators(), strict=True):

@@ -51,6 +51,7 @@ import numpy as np
 from PIL import Image
 
 from flatnas_bench.core.errors import ConfigError, DataError
+from flatnas_bench.core.registry import Registry
 from flatnas_bench.corruptions.imaging import (
     bilinear,
     clipped_zoom_sum,
@@ -110,7 +111,7 @@ Operation = Callable[[np.ndarray, Any, _ImageRngs], np.ndarray]
 
 @dataclass(frozen=True)
 class Corruption:
-    """A registered corruption: ``apply(x uint8 (n, 32, 32, 3), params, rngs)`` returns values in [0, 255]."""
+    """A registered corruption: ``apply(x uint8 (n, S, S, 3), params, rngs)`` returns values in [0, 255]."""
 
     name: str
     params: tuple[Any, ...]  # one entry per severity 1..5
@@ -123,14 +124,14 @@ class Corruption:
         return self.name in BENCHMARK_CORRUPTIONS
 
 
-CORRUPTIONS: dict[str, Corruption] = {}
+CORRUPTIONS: Registry[Corruption] = Registry("corruption")  # in the official order
 
 
 def _register(
     name: str, params: Sequence[Any], batch: int = Corruption.batch
 ) -> Callable[[Operation], Operation]:
     def decorate(fn: Operation) -> Operation:
-        CORRUPTIONS[name] = Corruption(name, tuple(params), fn, batch)
+        CORRUPTIONS.add(name, Corruption(name, tuple(params), fn, batch))
         return fn
 
     return decorate
@@ -502,7 +503,7 @@ def corrupt(
         raise ConfigError(f"indices must give one position per image ({len(images)}), got {index.shape}")
     if len(images) == 0:
         return images.copy()
-    spec = CORRUPTIONS[name]
+    spec = CORRUPTIONS.get(name)
     if len(images) > spec.batch:  # same pixels: every image draws from its own generator
         parts = range(0, len(images), spec.batch)
         return np.concatenate(
