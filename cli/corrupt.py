@@ -111,7 +111,7 @@ def corrupt_grid(
     ] = None,
 ) -> None:
     """Write a PNG grid of one test image: rows = corruptions, columns = clean + severities."""
-    from flatnas_bench.corruptions.grid import save_corruption_grid, save_resolution_grid
+    from flatnas_bench.corruptions.grid import save_corruption_grid
     from flatnas_bench.engine.data import load_images
 
     test = load_images(data, dataset).test
@@ -119,13 +119,8 @@ def corrupt_grid(
         raise ConfigError(f"--index must be between 0 and {len(test) - 1}, got {index}")
     if scale < 1:
         raise ConfigError(f"--scale must be at least 1, got {scale}")
-    names, levels = _names(corruptions), _severities(severities)
-    if resolution is None:
-        path = save_corruption_grid(out, test.x[index], names, levels, seed=seed, index=index, scale=scale)
-    else:
-        if not 8 <= resolution < test.x.shape[1]:
-            raise ConfigError(f"--resolution must be from 8 to {test.x.shape[1] - 1} px, got {resolution}")
-        path = save_resolution_grid(
-            out, test.x[index], resolution, names, levels, seed=seed, index=index, scale=scale
-        )
+    path = save_corruption_grid(
+        out, test.x[index], _names(corruptions), _severities(severities), seed, index, scale,
+        resolution=resolution,
+    )  # fmt: skip
     typer.echo(f"wrote {path}")

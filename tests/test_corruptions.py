@@ -24,6 +24,7 @@ from flatnas_bench.corruptions import grid as V
 from flatnas_bench.corruptions import imaging as I
 from flatnas_bench.corruptions import operations as C
 from flatnas_bench.corruptions import textures as T
+from flatnas_bench.corruptions.imaging import area_downsample
 from flatnas_bench.corruptions.robustness import load_cifar_c, read_meta
 from flatnas_bench.corruptions.textures import frost_texture, frost_textures
 from flatnas_bench.engine.data import load_images
@@ -91,15 +92,17 @@ def real_images(per_class: int = 1) -> np.ndarray:
     return np.stack(images)
 
 
-def elastic_residuals() -> list[float]:
+def elastic_residuals(side: int = 32) -> list[float]:
     """Mean distance (grey levels) of elastic_transform's output from the best-fitting plane, on linear
-    ramps, per severity: zero for any affine map, so it measures the elastic displacement alone."""
-    yy, xx = np.mgrid[0:32, 0:32].astype(float)
+    ramps of ``side`` px, per severity: zero for any affine map, so it measures the elastic displacement
+    alone."""
+    yy, xx = np.mgrid[0:side, 0:side].astype(float)
+    c = side // 2
     ramps = np.stack(
-        [128 + 5 * ((xx - 16) * np.cos(a) + (yy - 16) * np.sin(a)) for a in (0.3, 1.2, 2.0, 2.9)]
+        [128 + 5 * ((xx - c) * np.cos(a) + (yy - c) * np.sin(a)) for a in (0.3, 1.2, 2.0, 2.9)]
     ).astype(np.uint8)
-    inner = slice(8, 24)  # away from the reflected border
-    design = np.stack([xx[inner, inner].ravel(), yy[inner, inner].ravel(), np.ones(256)], axis=1)
+    inner = slice(side // 4, 3 * side // 4)  # away from the reflected border
+    design = np.stack([xx[inner, inner].ravel(), yy[inner, inner].ravel(), np.ones(c * c)], axis=1)
     residuals = []
     for severity in C.SEVERITIES:
         out = C.corrupt(np.repeat(ramps[..., None], 3, axis=-1), "elastic_transform", severity)
@@ -109,9 +112,12 @@ def elastic_residuals() -> list[float]:
     return residuals
 
 
-@pytest.fixture(scope="module", params=["synthetic", "real"])
+@pytest.fixture(scope="module", params=["synthetic", "real", "synthetic-16px", "real-16px"])
 def images(request: pytest.FixtureRequest) -> np.ndarray:
-    return smooth_images(16) if request.param == "synthetic" else real_images(per_class=2)
+    """32-px images, and the same area-downsampled to 16 px (the operations at the input resolution)."""
+    kind, _, side = request.param.partition("-")
+    x = smooth_images(16) if kind == "synthetic" else real_images(per_class=2)
+    return area_downsample(x, 16) if side else x
 
 
 @pytest.fixture(scope="module")
@@ -132,27 +138,28 @@ def test_registry_holds_the_official_corruptions() -> None:
     assert [len(z) for z in zooms] == [7, 12, 16, 21, 26]  # np.arange's float end
 
 
+@pytest.mark.parametrize("side", [32, 16, 8])
 @pytest.mark.parametrize("name", NAMES)
-def test_contract_shape_dtype_range(name: str) -> None:
-    x = smooth_images(3)
+def test_contract_shape_dtype_range(name: str, side: int) -> None:
+    x = area_downsample(smooth_images(3), side)
     for severity in C.SEVERITIES:
         out = C.corrupt(x, name, severity, seed=1)
         assert out.shape == x.shape and out.dtype == np.uint8
         assert 0 < out.mean() < 255 and out.std() > 0
         assert not np.shares_memory(out, x)
     assert not np.array_equal(C.corrupt(x, name, 5), x)
-    assert np.array_equal(x, smooth_images(3))  # input untouched
+    assert np.array_equal(x, area_downsample(smooth_images(3), side))  # input untouched
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_change_grows_with_severity(name: str, changes: dict[str, list[float]]) -> None:
+def test_change_grows_with_severity(name: str, images: np.ndarray, changes: dict[str, list[float]]) -> None:
     change = changes[name]
     assert min(change) > 0
     if name == "elastic_transform":
         # The original CIFAR parameters trade a shrinking random affine (+-2.56 px at severity 1, +-0.96 px
         # at 5) for a growing elastic field (alpha 0 -> 3.2 px), so the raw pixel change falls with
         # severity; what grows is the non-affine part, checked on ramps (an affine map keeps a ramp a plane).
-        residual = elastic_residuals()
+        residual = elastic_residuals(images.shape[1])
         assert all(b > a - 0.02 for a, b in itertools.pairwise(residual)), residual
         assert residual[4] > 3 * residual[0]
         return
@@ -161,9 +168,10 @@ def test_change_grows_with_severity(name: str, changes: dict[str, list[float]]) 
         assert all(b > a for a, b in itertools.pairwise(change)), change
 
 
+@pytest.mark.parametrize("side", [32, 16])
 @pytest.mark.parametrize("name", NAMES)
-def test_deterministic_by_seed_and_independent_of_batching(name: str) -> None:
-    x = smooth_images(5)
+def test_deterministic_by_seed_and_independent_of_batching(name: str, side: int) -> None:
+    x = area_downsample(smooth_images(5), side)
     whole = C.corrupt(x, name, 4, seed=7)
     assert np.array_equal(whole, C.corrupt(x, name, 4, seed=7))
     part = C.corrupt(x[2:5], name, 4, seed=7, indices=range(2, 5))

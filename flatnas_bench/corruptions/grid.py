@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from flatnas_bench.core.errors import ConfigError
 from flatnas_bench.corruptions.imaging import area_downsample
 from flatnas_bench.corruptions.operations import (
+    MIN_SIZE,
     SIZE,
     check_images,
     check_names,
@@ -39,26 +41,6 @@ def corruption_grid(
     return np.stack(rows)
 
 
-def save_corruption_grid(
-    path: str | os.PathLike[str],
-    image: np.ndarray,
-    corruptions: Iterable[str] = ALL_CORRUPTIONS,
-    severities: Iterable[int] = SEVERITIES,
-    seed: int = 0,
-    index: int = 0,
-    scale: int = 3,
-    labels: Mapping[str, str] | None = None,
-) -> Path:
-    """Write a labelled PNG grid (rows: corruptions, columns: clean then severities) of one image.
-
-    Each 32 px image is enlarged ``scale`` times (nearest neighbour). Returns the path."""
-    names = check_names(corruptions)
-    levels = check_severities(severities)
-    grid = corruption_grid(image, names, levels, seed, index)
-    titles = ["clean"] + [f"severity {s}" for s in levels]
-    return _draw(path, grid, _row_labels(names, labels), titles, [], SIZE * scale)
-
-
 def resolution_grid(
     image: np.ndarray,
     side: int,
@@ -71,6 +53,8 @@ def resolution_grid(
     uint8 (corruptions, 1 + 2 x severities, side, side, 3) holding the clean image area-downsampled to
     ``side``, then CIFAR-10-C (made at 32 px) area-downsampled per severity, then the operations run on
     the downsampled image (``corruption_resolution="input"``). Same seed and index: the same draws."""
+    if not MIN_SIZE <= side < SIZE:
+        raise ConfigError(f"resolution must be from {MIN_SIZE} to {SIZE - 1} px, got {side}")
     image = check_images(np.asarray(image)[None])
     levels = check_severities(severities)
     small = area_downsample(image, side)
@@ -82,31 +66,36 @@ def resolution_grid(
     return np.stack(rows)
 
 
-def save_resolution_grid(
+def save_corruption_grid(
     path: str | os.PathLike[str],
     image: np.ndarray,
-    side: int = 16,
     corruptions: Iterable[str] = ALL_CORRUPTIONS,
     severities: Iterable[int] = SEVERITIES,
     seed: int = 0,
     index: int = 0,
     scale: int = 3,
     labels: Mapping[str, str] | None = None,
+    resolution: int | None = None,
 ) -> Path:
-    """Write :func:`resolution_grid` as a labelled PNG: per corruption, the clean ``side``-px image, the
-    32-px corruptions downsampled, then the operations at ``side`` px. Each tile is shown as large as a
-    32-px image enlarged ``scale`` times (nearest neighbour). Returns the path."""
+    """Write a labelled PNG grid (rows: corruptions, columns: clean then severities) of one image.
+
+    Each 32 px image is enlarged ``scale`` times (nearest neighbour). With ``resolution`` (px), the grid
+    of :func:`resolution_grid` instead: per corruption the clean image at that side, CIFAR-10-C
+    downsampled to it, then the operations run at it, every tile shown at the 32-px tiles' size. Returns
+    the path."""
     names = check_names(corruptions)
     levels = check_severities(severities)
-    grid = resolution_grid(image, side, names, levels, seed, index)
-    k = len(levels)
-    titles = [f"clean {side} px"] + [f"severity {s}" for s in levels] * 2
-    groups = [(f"CIFAR-10-C (32 px), downsampled to {side} px", 1), (f"operations at {side} px", 1 + k)]
-    return _draw(path, grid, _row_labels(names, labels), titles, groups, SIZE * scale)
-
-
-def _row_labels(names: Iterable[str], labels: Mapping[str, str] | None) -> list[str]:
-    return [(labels or {}).get(name, name.replace("_", " ")) for name in names]
+    rows = [(labels or {}).get(name, name.replace("_", " ")) for name in names]
+    if resolution is None:
+        grid = corruption_grid(image, names, levels, seed, index)
+        return _draw(path, grid, rows, ["clean"] + [f"severity {s}" for s in levels], [], SIZE * scale)
+    grid = resolution_grid(image, resolution, names, levels, seed, index)
+    titles = [f"clean {resolution} px"] + [f"severity {s}" for s in levels] * 2
+    groups = [
+        (f"CIFAR-10-C (32 px), downsampled to {resolution} px", 1),
+        (f"operations at {resolution} px", 1 + len(levels)),
+    ]
+    return _draw(path, grid, rows, titles, groups, SIZE * scale)
 
 
 def _draw(
