@@ -91,6 +91,26 @@ def test_relative_accuracy_is_derived_where_rows_load(table_csv):
     np.testing.assert_allclose(one, np.mean([relative("blur", 1, k) for k in range(4)], axis=0), rtol=1e-12)
 
 
+def test_every_table_of_ours_has_them_sqlite_and_parquet_too(table_csv, tmp_path):
+    from flatnas_bench.core.results import RESULT_COLUMNS
+    from flatnas_bench.tables.store import ResultStore
+
+    rows = synthetic_rows()
+    rows.to_parquet(tmp_path / "results.parquet")
+    with ResultStore(tmp_path / "results.sqlite") as store:
+        store.add_protocol(get_protocol("proxy"))
+        for record in rows.to_dict("records"):
+            store.add({name: record.get(name) for name in RESULT_COLUMNS})
+    expected = load_table(table_csv)
+    for path in (tmp_path / "results.parquet", tmp_path / "results.sqlite"):
+        table = load_table(path)
+        for name in ("corr_rel_fog", "corr_rel_weather", "corr_rel_digital", "corr_acc_rel"):
+            np.testing.assert_allclose(table.values(name), expected.values(name), rtol=1e-12, err_msg=name)
+        assert {r.metric for r in table_reliability(table, by="family", boot=0)} == {
+            r.metric for r in table_reliability(expected, by="family", boot=0)
+        }
+
+
 def test_partial_corruption_sets_give_no_family_and_missing_clean_accuracy_gives_nan():
     out = corruption_relatives(['{"fog": 30.0, "contrast": 20.0}', '{"fog": 10.0}', None], [60.0, 0.0, 50.0])
     assert list(out) == ["corr_rel_fog", "corr_rel_contrast"]  # benchmark order; no family is complete
