@@ -28,6 +28,15 @@ Randomness: every image draws from its own generator seeded by ``(seed, crc32(na
 where ``index`` is the image's position in the whole test set, so results do not depend on how the set is
 split into batches. The original sets no seed.
 
+At other sides (8 to 31 px; ``corruption_resolution="input"``, "CIFAR-10-C operations at 16 px", not
+CIFAR-10-C): every operation is the original's code with the image side in place of ``IMSIZE = 32`` and
+the CIFAR parameters unchanged, in the original's units. Lengths the original gives in pixels stay those
+pixels (noise per pixel, blur radii and sigmas, glass blur's shuffle, snow's streaks, frost's texture
+scale, spatter); lengths it gives as fractions of the image follow the side (elastic transform, the
+affine anchors, zoom factors, pixelate's factor); fog's plasma map is made at the next power of two and
+cropped. ``benchmarks/corruption_resolution.py`` measured that this keeps the damage of CIFAR-10-C at
+32 px without rescaling the severities (docs/corruptions.md).
+
 Example::
 
     >>> from flatnas_bench.corruptions.operations import corrupt
@@ -486,7 +495,8 @@ def check_severities(severities: Iterable[int]) -> tuple[int, ...]:
 def corrupt(
     images: np.ndarray, name: str, severity: int, seed: int = 0, indices: Sequence[int] | None = None
 ) -> np.ndarray:
-    """Corrupt a batch of CIFAR images: uint8 (n, 32, 32, 3) in, uint8 (n, 32, 32, 3) out.
+    """Corrupt a batch of CIFAR images: uint8 (n, S, S, 3) in, uint8 (n, S, S, 3) out; CIFAR-10-C itself at
+    S = 32, its operations at S px for 8 <= S < 32 (module docstring).
 
     ``severity`` is 1..5. ``indices`` are the images' positions in the whole test set (default
     0..n-1); with ``seed`` they fix each image's random draws, so corrupting a slice with its indices
