@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import platform
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -53,6 +54,12 @@ FAMILIES = {
     "digital": ("contrast", "elastic_transform", "pixelate", "jpeg_compression"),
 }
 SEVERITIES = {"all": (1, 2, 3, 4, 5), "3-5": (3, 4, 5)}
+# CPU float results depend on the CPU model as well as the thread count: each evaluation records it
+CPU_MODEL = next(
+    (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+     if line.startswith("model name")),
+    platform.processor() or "unknown",
+) if Path("/proc/cpuinfo").exists() else (platform.processor() or "unknown")  # fmt: skip
 
 
 def training_label(protocol: Protocol) -> str:
@@ -111,7 +118,7 @@ def measure(table: Path, weights: Path, data_path: Path, out: Path) -> None:
                 correct, _ = predict(model, x, y, transform=data.normalize)
                 accs = (correct.view(len(groups), -1).float().mean(1) * 100).tolist()
                 line = {"hash": hash_, "arch": r.arch, "seed": int(r.seed), "test": test,
-                        "cpu_s": time.process_time() - start,
+                        "cpu_s": time.process_time() - start, "cpu": CPU_MODEL,
                         "acc": {f"{n}/{s}": a for (n, s), a in zip(groups, accs, strict=True)}}  # fmt: skip
                 with out.open("a") as f:
                     f.write(json.dumps(line) + "\n")
