@@ -27,8 +27,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from flatnas_bench.search.context import ObjectiveContext
 from flatnas_bench.search.engine import SearchConfig, exhaustive, search
-from flatnas_bench.search.objectives import ObjectiveContext, make_objectives
+from flatnas_bench.search.objectives import make_objectives
 from flatnas_bench.search.result import hypervolume_ratio
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -31,10 +31,11 @@ from pathlib import Path
 import numpy as np
 
 from flatnas_bench.nb201.space import Arch, sample_archs
+from flatnas_bench.search.context import ObjectiveContext
 from flatnas_bench.search.engine import Search, SearchConfig, exhaustive
 from flatnas_bench.search.fronts import Bounds, hypervolume, pareto_front
 from flatnas_bench.search.loop import LoopConfig, TableOracle, run_loop
-from flatnas_bench.search.objectives import ObjectiveContext, make_objectives
+from flatnas_bench.search.objectives import make_objectives
 from flatnas_bench.tables.readers import load_table
 
 ROOT = Path(__file__).resolve().parents[1]

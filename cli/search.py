@@ -11,7 +11,8 @@ from rich.table import Table
 
 from cli.app import command, wide_console
 from flatnas_bench.core.errors import ConfigError
-from flatnas_bench.search.objectives import DEFAULT_ALPHA, describe_objectives
+from flatnas_bench.search.fom import DEFAULT_ALPHA
+from flatnas_bench.search.objectives import describe_objectives
 
 _OBJECTIVE_HELP = (
     "Objective spec, repeatable: a registered name ("

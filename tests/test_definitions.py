@@ -37,8 +37,9 @@ from flatnas_bench.engine.train import train_model
 from flatnas_bench.nb201.costs import arch_costs
 from flatnas_bench.nb201.network import TinyNetwork
 from flatnas_bench.nb201.space import canonical_archs
+from flatnas_bench.search.context import ObjectiveContext
 from flatnas_bench.search.fom import alpha_norm, fom
-from flatnas_bench.search.objectives import ObjectiveContext, make_objective
+from flatnas_bench.search.objectives import make_objective
 
 ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_3x3~1|skip_connect~2|"
 

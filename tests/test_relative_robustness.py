@@ -19,7 +19,8 @@ from flatnas_bench.core.protocol import get_protocol
 from flatnas_bench.core.results import CORRUPTION_FAMILIES, FAMILY_CORRUPTIONS, corruption_relatives
 from flatnas_bench.corruptions.robustness import BENCHMARK_CORRUPTIONS
 from flatnas_bench.nb201.space import canonical_archs
-from flatnas_bench.search.objectives import ObjectiveContext, make_objective
+from flatnas_bench.search.context import ObjectiveContext
+from flatnas_bench.search.objectives import make_objective
 from flatnas_bench.tables.readers import load_table
 from flatnas_bench.tables.reliability import table_reliability
 

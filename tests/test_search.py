@@ -21,12 +21,12 @@ from flatnas_bench.nb201.costs import cost_arrays
 from flatnas_bench.nb201.encodings import live_route_counts
 from flatnas_bench.nb201.space import Arch, canonical_archs, iso_class
 from flatnas_bench.search.api import run_search
+from flatnas_bench.search.context import ObjectiveContext
 from flatnas_bench.search.engine import NB201Problem, Scorer, Search, SearchConfig, exhaustive, search
 from flatnas_bench.search.fom import alpha_norm, fom
 from flatnas_bench.search.fronts import Bounds, hypervolume, pareto_front
 from flatnas_bench.search.objectives import (
     Objective,
-    ObjectiveContext,
     list_objectives,
     make_constraint,
     make_objective,

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from flatnas_bench.core.errors import ConfigError
+from flatnas_bench.search.context import ObjectiveContext
 from flatnas_bench.search.engine import SearchConfig, exhaustive, search
+from flatnas_bench.search.fom import DEFAULT_ALPHA
 from flatnas_bench.search.objectives import (
-    DEFAULT_ALPHA,
     DEFAULT_FOM_ACC,
     DEFAULT_FOM_R,
     LIVE_CONSTRAINT,
-    ObjectiveContext,
     default_sense,
     make_constraint,
     make_objectives,

@@ -42,13 +42,12 @@ from flatnas_bench.core.protocol import get_protocol
 from flatnas_bench.core.results import failed
 from flatnas_bench.nb201.encodings import live_route_counts
 from flatnas_bench.nb201.space import Arch, canonical_archs, sample_archs
+from flatnas_bench.search.context import ObjectiveContext
 from flatnas_bench.search.engine import SearchConfig, search
-from flatnas_bench.search.fom import alpha_norm
+from flatnas_bench.search.fom import DEFAULT_ALPHA, alpha_norm
 from flatnas_bench.search.fronts import Bounds, hypervolume, pareto_front
 from flatnas_bench.search.objectives import (
-    DEFAULT_ALPHA,
     LIVE_CONSTRAINT,
-    ObjectiveContext,
     make_constraint,
     make_objectives,
     measured_quantities,

@@ -33,8 +33,9 @@ from flatnas_bench.core.metric_names import metric_column
 from flatnas_bench.core.protocol import get_protocol
 from flatnas_bench.core.results import N_SEEDS, UNITS, drop_failed, seed_stats
 from flatnas_bench.nb201.space import Arch, ArchLike, as_arch
+from flatnas_bench.search.context import ObjectiveContext
 from flatnas_bench.search.engine import exhaustive
-from flatnas_bench.search.objectives import ObjectiveContext, cost_values, make_constraint, make_objective
+from flatnas_bench.search.objectives import cost_values, make_constraint, make_objective
 from flatnas_bench.tables.store import ResultStore
 from flatnas_bench.tables.table import BenchTable
 
