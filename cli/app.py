@@ -25,6 +25,13 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _commands() -> None:
+    # A callback keeps the app a group of commands even when only the one that runs is registered
+    # (cli.main imports just that command's module).
+    pass
+
+
 def fail(message: str) -> typer.Exit:
     """Print ``error: message`` on stderr and return the exit-code-2 exception to raise."""
     typer.echo(f"error: {message}", err=True)

@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from cli.app import command, wide_console
 from flatnas_bench.core.errors import ConfigError, DataError, ModelFileError
 
 if TYPE_CHECKING:
     import pandas as pd
+    from rich.table import Table
+
+    from surrogates import SurrogateSet
 
 
 def _fmt(value: float, digits: int = 4) -> str:
@@ -26,6 +30,8 @@ def _fmt(value: float, digits: int = 4) -> str:
 
 def cv_table(report: pd.DataFrame, title: str) -> Table:
     """The CV report (one row per target) as a rich table, each CV tau beside its target's noise ceiling."""
+    from rich.table import Table
+
     table = Table(title=title)
     table.add_column("target", no_wrap=True)
     names = ("kendall tau", "seed tau", "attainable tau", "spearman rho", "R2", "RMSE", "archs", "folds")
@@ -137,6 +143,62 @@ def _surrogate_dir(surrogate: Path | None) -> Path:
     return bundled_surrogate_dir()
 
 
+CAPTION = (
+    "CV tau: the surrogate's cross-validated Kendall tau; seed tau: seed-to-seed tau of the data; "
+    "attainable: the CV tau of a perfect predictor of the noise-free value"
+)
+
+
+def _aligned(rows: Sequence[Sequence[str]], align: str) -> list[str]:
+    """Rows as lines of columns two spaces apart, column k left- or right-aligned by ``align[k]`` ("l" or
+    "r"); trailing blanks dropped, so a left-aligned last column is not padded."""
+    widths = [max(len(row[k]) for row in rows) for k in range(len(align))]
+    lines = []
+    for row in rows:
+        cells = zip(row, widths, align, strict=True)
+        lines.append("  ".join(c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in cells).rstrip())
+    return lines
+
+
+def _ceiling(quality: dict[str, Any]) -> tuple[str, str, str]:
+    """A target's CV tau, seed tau and attainable tau, two decimals ("-" without replicates)."""
+    replicated = bool(quality["ceiling_archs"])
+    return (
+        _fmt(quality["kendall_tau"], 2),
+        _fmt(quality["ceiling_kendall"], 2) if replicated else "-",
+        _fmt(quality["attainable_kendall"], 2) if replicated else "-",
+    )
+
+
+def _value(columns: dict[str, Any], target: str, k: int) -> str:
+    return f"{columns[target][k]:.3f} ± {columns[target + '_std'][k]:.3f}"
+
+
+def arch_blocks(columns: dict[str, Any], shown: list[str], model: SurrogateSet) -> list[str]:
+    """One block per arch: the arch string, its exact costs, then one line per target (prediction, CV tau
+    and noise ceiling), at most 80 columns wide for target names up to 30 characters."""
+    ceilings = {t: _ceiling(model.quality(t)) for t in shown}
+    lines: list[str] = []
+    for k, arch in enumerate(columns["arch"]):
+        rows = [("target", "prediction", "CV tau", "seed tau", "attainable")]
+        rows += [(t, _value(columns, t, k), *ceilings[t]) for t in shown]
+        costs = f"params {columns['params_m'][k]:.6f} M, FLOPs {columns['flops_m'][k]:.5f} M MACs"
+        lines += [*([""] if k else []), arch, costs, *_aligned(rows, "lrrrr")]
+    return lines
+
+
+def target_table(columns: dict[str, Any], target: str, model: SurrogateSet) -> list[str]:
+    """One target for several archs: a line naming the target and its quality, then one line per arch
+    (prediction, params, MACs, and the arch string last, so that only it runs past 80 columns)."""
+    cv, seed, attainable = _ceiling(model.quality(target))
+    ceiling = f"seed tau {seed}, attainable {attainable}" if seed != "-" else "no replicates"
+    rows = [("prediction", "params (M)", "FLOPs (M MACs)", "arch")]
+    for k, arch in enumerate(columns["arch"]):
+        params, flops = columns["params_m"][k], columns["flops_m"][k]
+        rows.append((_value(columns, target, k), f"{params:.6f}", f"{flops:.5f}", arch))
+    return [f"{target}: CV tau {cv}, {ceiling}", *_aligned(rows, "rrrl")]
+
+
 @command("query")
 def query_command(
     archs: Annotated[list[str] | None, typer.Argument(help="NB201 arch strings to predict.")] = None,
@@ -151,8 +213,9 @@ def query_command(
         str | None, typer.Option(help="Comma-separated subset of the surrogate's targets.")
     ] = None,
 ) -> None:
-    """Predicted targets (ensemble mean ± std) and exact params (M) / FLOPs (M MACs) for each arch."""
-    from surrogates import load_surrogate, query
+    """Predicted targets (ensemble mean ± std) and exact params (M) / FLOPs (M MACs) for each arch: one
+    line per target beside its CV tau and noise ceiling (one line per arch when one target is asked for)."""
+    from surrogates import load_surrogate
 
     wanted = list(archs or [])
     if file is not None:
@@ -161,36 +224,28 @@ def query_command(
         raise ConfigError("give at least one arch string or --file F")
     model = load_surrogate(_surrogate_dir(surrogate))
     chosen = [t.strip() for t in targets.split(",") if t.strip()] if targets else None
-    frame = query(model, wanted, chosen)
     if as_json:
-        report = model.cv_report.set_index("target")
-        for target in [c for c in frame.columns if f"{c}_std" in frame.columns]:
-            frame[f"{target}_cv_tau"] = report.loc[target, "kendall_tau"]
-            frame[f"{target}_ceiling_tau"] = report.loc[target, "ceiling_kendall"]
-            frame[f"{target}_attainable_tau"] = report.loc[target, "attainable_kendall"]
-        typer.echo(json.dumps(frame.to_dict(orient="records"), indent=2))
+        typer.echo(_query_json(model, wanted, chosen))
         return
-    table = Table(title=f"surrogate predictions ({len(frame)} archs)")
-    table.caption = (
-        "CV tau: the surrogate's cross-validated Kendall tau; seed tau: seed-to-seed tau of the data; "
-        "attainable: the CV tau of a perfect predictor of the noise-free value"
-    )
-    table.add_column("arch", overflow="fold")
+    from surrogates.api import query_columns
+
+    columns = query_columns(model, wanted, chosen)
     shown = [model.resolve(t) for t in chosen] if chosen else model.targets
+    if len(shown) == 1 and len(wanted) > 1:
+        lines = target_table(columns, shown[0], model)
+    else:
+        lines = arch_blocks(columns, shown, model)
+    typer.echo("\n".join([*lines, "", textwrap.fill(CAPTION, 80)]))
+
+
+def _query_json(model: SurrogateSet, archs: list[str], targets: list[str] | None) -> str:
+    """The ``--json`` records: one per arch, each target's mean, std, CV tau and ceiling, and the costs."""
+    from surrogates import query
+
+    frame = query(model, archs, targets)
     report = model.cv_report.set_index("target")
-    for target in shown:
-        quality = report.loc[target]
-        ceiling = (
-            f"seed tau {_fmt(quality.ceiling_kendall, 2)}, attainable {_fmt(quality.attainable_kendall, 2)}"
-            if quality.ceiling_archs
-            else "no replicates"
-        )
-        table.add_column(
-            f"{target}\nCV tau {_fmt(quality.kendall_tau, 2)}\n{ceiling}", justify="right", overflow="fold"
-        )
-    table.add_column("params (M)", justify="right")
-    table.add_column("FLOPs (M MACs)", justify="right")
-    for row in frame.to_dict(orient="records"):
-        cells = [f"{row[t]:.3f} ± {row[t + '_std']:.3f}" for t in shown]
-        table.add_row(row["arch"], *cells, f"{row['params_m']:.6f}", f"{row['flops_m']:.5f}")
-    wide_console().print(table)
+    for target in [c for c in frame.columns if f"{c}_std" in frame.columns]:
+        frame[f"{target}_cv_tau"] = report.loc[target, "kendall_tau"]
+        frame[f"{target}_ceiling_tau"] = report.loc[target, "ceiling_kendall"]
+        frame[f"{target}_attainable_tau"] = report.loc[target, "attainable_kendall"]
+    return json.dumps(frame.to_dict(orient="records"), indent=2)

@@ -17,27 +17,29 @@ from __future__ import annotations
 
 import datetime as _dt
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from flatnas_bench.core.errors import ConfigError, ModelFileError, TableError
 from flatnas_bench.core.metric_names import metric_column, resolve_metrics
 from flatnas_bench.core.results import CORR_ACC_RESID
 from flatnas_bench.nb201.costs import cost_arrays
 from flatnas_bench.nb201.space import Arch, ArchLike, parse_archs
-from flatnas_bench.tables.reliability import attainable_kendall, table_reliability
-from flatnas_bench.tables.table import BenchTable, as_table
 from surrogates import io
 from surrogates.base import Surrogate, create_surrogate, surrogate_class
 from surrogates.features import feature_version, featurize
 from surrogates.metrics import METRICS, cross_validate
 
-if TYPE_CHECKING:  # torch is imported only when zero-cost proxies are asked for
+# Imported where they are used: a query (``flatnas-bench query``, under a second) needs none of pandas,
+# scipy.stats (the reliability of a table) or torch (zero-cost proxies).
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from flatnas_bench.tables.table import BenchTable
     from surrogates.zero_cost import ZeroCostConfig
 
 MIN_CLASSES = 2  # fewest distinct isomorphism classes with a value that a target may be fitted on
@@ -56,6 +58,10 @@ def _training_frame(
     """Arch strings and target columns of ``table`` (a BenchTable; a DataFrame with an ``arch`` column is
     converted), targets named by the metric-name grammar, and a description of the source with a content
     hash of exactly those columns."""
+    import pandas as pd
+
+    from flatnas_bench.tables.table import as_table
+
     table = as_table(table, source="pandas DataFrame")
     available = list(table.metrics)
     if not targets:
@@ -73,6 +79,8 @@ def _training_frame(
 
 def class_means(frame: pd.DataFrame, target: str) -> tuple[list[Arch], np.ndarray]:
     """Canonical archs and the class mean of ``target`` over rows with a finite value, in ordinal order."""
+    import pandas as pd
+
     values = frame[target].to_numpy(dtype=np.float64)
     ok = np.isfinite(values)
     canon = [a.canonical() for a in parse_archs(list(frame["arch"][ok]))]
@@ -81,15 +89,44 @@ def class_means(frame: pd.DataFrame, target: str) -> tuple[list[Arch], np.ndarra
     return archs, grouped.to_numpy()
 
 
+class LazyModels(Mapping[str, Surrogate]):
+    """Target -> model, each read from its files on first use: a query of one target reads only that
+    target's ensemble (the bundled surrogate holds 7 targets of 5 boosters each)."""
+
+    def __init__(self, targets: Sequence[str], load: Callable[[str], Surrogate]) -> None:
+        self._targets = list(targets)
+        self._load = load
+        self._loaded: dict[str, Surrogate] = {}
+
+    def __getitem__(self, target: str) -> Surrogate:
+        if target not in self._targets:
+            raise KeyError(target)
+        if target not in self._loaded:
+            self._loaded[target] = self._load(target)
+        return self._loaded[target]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._targets)
+
+    def __len__(self) -> int:
+        return len(self._targets)
+
+    @property
+    def loaded(self) -> list[str]:
+        """The targets whose models have been read so far, in the order they were."""
+        return list(self._loaded)
+
+
 class SurrogateSet:
     """Fitted surrogates for several targets sharing one feature pipeline.
 
     ``predict(archs)`` returns one row per arch (in the given order): ``arch``, then ``{target}`` (ensemble
     mean) and ``{target}_std`` for every target. Features are cached per canonical arch, so repeated
-    queries and whole-space scoring (15,625 archs, 6,466 classes) are fast.
+    queries and whole-space scoring (15,625 archs, 6,466 classes) are fast. ``models`` maps each target to
+    its model (for a loaded set, a :class:`LazyModels` that reads a target's files on first use).
     """
 
-    def __init__(self, models: dict[str, Surrogate], meta: dict[str, Any]) -> None:
+    def __init__(self, models: Mapping[str, Surrogate], meta: dict[str, Any]) -> None:
         self.models = models
         self.meta = meta
         self.zero_cost_cache: Path | None = None
@@ -100,6 +137,18 @@ class SurrogateSet:
     def targets(self) -> list[str]:
         return list(self.models)
 
+    def quality(self, target: str) -> dict[str, Any]:
+        """The CV metrics of one target (kendall_tau, spearman_rho, r2, rmse, n, folds) and its noise
+        ceiling: ``ceiling_kendall`` (seed-to-seed Kendall tau; None without replicates),
+        ``ceiling_archs`` and ``attainable_kendall`` (see :attr:`cv_report`)."""
+        ceiling = (self.meta.get("ceiling") or {}).get(target) or {}
+        return {
+            **self.meta["cv"][target],
+            "ceiling_kendall": ceiling.get("kendall"),
+            "ceiling_archs": ceiling.get("archs", 0),
+            "attainable_kendall": ceiling.get("attainable"),
+        }
+
     @property
     def cv_report(self) -> pd.DataFrame:
         """Cross-validation metrics, one row per target: kendall_tau, spearman_rho, r2, rmse, n, folds,
@@ -107,17 +156,9 @@ class SurrogateSet:
         (seed-to-seed Kendall tau; NaN when the table had no replicates), ``ceiling_archs`` and
         ``attainable_kendall`` (the CV tau a predictor of the noise-free value would reach; NaN for
         surrogates fitted before it was stored)."""
-        ceilings = self.meta.get("ceiling") or {}
-        rows = [
-            {
-                "target": t,
-                **self.meta["cv"][t],
-                "ceiling_kendall": (ceilings.get(t) or {}).get("kendall"),
-                "ceiling_archs": (ceilings.get(t) or {}).get("archs", 0),
-                "attainable_kendall": (ceilings.get(t) or {}).get("attainable"),
-            }
-            for t in self.targets
-        ]
+        import pandas as pd
+
+        rows = [{"target": t, **self.quality(t)} for t in self.targets]
         columns = ["target", *METRICS, "n", "folds", "ceiling_kendall", "ceiling_archs", "attainable_kendall"]
         frame = pd.DataFrame(rows, columns=columns)
         return frame.astype(
@@ -167,23 +208,32 @@ class SurrogateSet:
             self._rows.update({a.ordinal: start + k for k, a in enumerate(missing)})
         return self._features[[self._rows[a.ordinal] for a in canon]]
 
+    def predictions(
+        self, archs: Sequence[ArchLike], targets: Sequence[str] | None = None
+    ) -> dict[str, list[str] | np.ndarray]:
+        """The columns of :meth:`predict` as a dict of arrays (no pandas): ``arch`` (the given strings),
+        then ``{target}`` and ``{target}_std`` per target. Only the chosen targets' models are read."""
+        chosen = self._check_targets(targets)
+        parsed = parse_archs(archs)
+        canon = [a.canonical() for a in parsed]
+        ordinals, inverse = np.unique([a.ordinal for a in canon], return_inverse=True)
+        X = self.features([Arch.from_ordinal(int(k)) for k in ordinals])  # one row per class present
+        out: dict[str, list[str] | np.ndarray] = {"arch": [str(a) for a in parsed]}
+        for target in chosen:
+            mean, std = self.models[target].predict(X)
+            out[target] = mean[inverse]
+            out[f"{target}_std"] = std[inverse]
+        return out
+
     def predict(self, archs: Sequence[ArchLike], targets: Sequence[str] | None = None) -> pd.DataFrame:
         """Mean and std per target for each arch (isomorphic archs get identical values).
 
         >>> s.predict(["|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|"
         ...            "nor_conv_3x3~1|nor_conv_3x3~2|"])                          # doctest: +SKIP
         """
-        chosen = self._check_targets(targets)
-        parsed = parse_archs(archs)
-        canon = [a.canonical() for a in parsed]
-        ordinals, inverse = np.unique([a.ordinal for a in canon], return_inverse=True)
-        X = self.features([Arch.from_ordinal(int(k)) for k in ordinals])  # one row per class present
-        out: dict[str, Any] = {"arch": [str(a) for a in parsed]}
-        for target in chosen:
-            mean, std = self.models[target].predict(X)
-            out[target] = mean[inverse]
-            out[f"{target}_std"] = std[inverse]
-        return pd.DataFrame(out)
+        import pandas as pd
+
+        return pd.DataFrame(self.predictions(archs, targets))
 
     def save(self, directory: str | Path) -> Path:
         """Write every model (XGBoost JSON) and ``metadata.json`` into ``directory`` (created)."""
@@ -217,6 +267,8 @@ def noise_ceilings(table: BenchTable, targets: Sequence[str], boot: int = 200) -
     reach on those per-arch means (``attainable``,
     :func:`~flatnas_bench.tables.reliability.attainable_kendall`);
     None for targets without replicates (and for tables with no per-seed rows)."""
+    from flatnas_bench.tables.reliability import attainable_kendall, table_reliability
+
     try:
         columns = [metric_column(t) for t in targets]
         found = {r.metric: r for r in table_reliability(table, columns=columns, boot=boot)}
@@ -318,6 +370,8 @@ def fit_surrogate(
 
     >>> s = fit_surrogate(df, ["val_acc"], n_models=3, params={"n_estimators": 50})  # doctest: +SKIP
     """
+    from flatnas_bench.tables.table import as_table
+
     surrogate_class(model)
     params = {**(params or {}), "n_models": n_models}
     frame, source = _training_frame(table, list(targets))
@@ -364,6 +418,7 @@ def fit_surrogate(
 
 
 def _library_versions() -> dict[str, str]:
+    import pandas as pd
     import xgboost
 
     return {"xgboost": xgboost.__version__, "numpy": np.__version__, "pandas": pd.__version__}
@@ -373,7 +428,8 @@ def load_surrogate(directory: str | Path) -> SurrogateSet:
     """Load a directory written by :meth:`SurrogateSet.save`; every problem is a one-line ModelFileError.
 
     The model's feature version must equal the running code's (:func:`surrogates.features.feature_version`),
-    and every model file must match the checksum recorded in the metadata.
+    and every model file must match the checksum recorded in the metadata (all are checked here, a few
+    milliseconds); each target's models are then read on first use (:class:`LazyModels`).
     """
     directory = Path(directory)
     meta = io.read_metadata(directory)
@@ -387,19 +443,32 @@ def load_surrogate(directory: str | Path) -> SurrogateSet:
         cls = surrogate_class(meta["model"])
     except ConfigError as exc:
         raise ModelFileError(f"surrogate {directory}: {exc}") from None
-    models: dict[str, Surrogate] = {}
+    files: dict[str, list[str]] = {}
     for target in meta["targets"]:
         entry = meta["models"].get(target)
         if not isinstance(entry, dict) or not isinstance(entry.get("files"), dict) or not entry["files"]:
             raise ModelFileError(f"corrupt surrogate metadata in {directory}: no model files for {target!r}")
         io.verify_files(directory, entry["files"])
-        models[target] = cls.load(directory, list(entry["files"]), meta["hyperparameters"])
-    out = SurrogateSet(models, meta)
+        files[target] = list(entry["files"])
+    out = SurrogateSet(
+        LazyModels(meta["targets"], lambda t: cls.load(directory, files[t], meta["hyperparameters"])), meta
+    )
     if meta.get("zero_cost"):
         out.zero_cost_cache = directory / "zero_cost.json"
     else:
-        out.predict([Arch.from_ordinal(0)])  # builds the encoding tables once, so the first query is fast
+        out.features([Arch.from_ordinal(0)])  # builds the encoding tables once, so the first query is fast
     return out
+
+
+def query_columns(
+    surrogate: SurrogateSet, archs: Sequence[ArchLike], targets: Sequence[str] | None = None
+) -> dict[str, list[str] | np.ndarray]:
+    """The columns of :func:`query` as a dict of arrays (no pandas): :meth:`SurrogateSet.predictions`
+    plus ``params_m`` and ``flops_m``."""
+    columns = surrogate.predictions(archs, targets)
+    params_m, flops_m = cost_arrays()
+    ordinals = [a.ordinal for a in parse_archs(columns["arch"])]
+    return {**columns, "params_m": params_m[ordinals], "flops_m": flops_m[ordinals]}
 
 
 def query(
@@ -411,9 +480,6 @@ def query(
     >>> query(load_surrogate("model_dir"), ["|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|"
     ...        "skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"])                  # doctest: +SKIP
     """
-    frame = surrogate.predict(archs, targets)
-    params_m, flops_m = cost_arrays()
-    ordinals = [a.ordinal for a in parse_archs(list(frame["arch"]))]
-    frame["params_m"] = params_m[ordinals]
-    frame["flops_m"] = flops_m[ordinals]
-    return frame
+    import pandas as pd
+
+    return pd.DataFrame(query_columns(surrogate, archs, targets))

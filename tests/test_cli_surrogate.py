@@ -299,3 +299,64 @@ def test_query_prints_the_api_predictions_and_exact_costs(model_dir: Path, tmp_p
         cells = [f"{want[t]:.3f} ± {want[t + '_std']:.3f}" for t in ("val_acc", "flatness_r")]
         cells += [f"{costs.params_m:.6f}", f"{costs.flops_m:.5f}"]
         assert all(cell in shown for cell in cells), (cells, shown)
+
+
+# ---- query's text: one line per target; only the asked-for models are read ----------------------------
+
+BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
+
+
+def test_query_of_one_arch_prints_one_line_per_target() -> None:
+    from flatnas_bench.tables.bundled import bundled_surrogate_dir
+
+    result = runner.invoke(app, ["query", BEST])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    model = load_surrogate(bundled_surrogate_dir())
+    want = model.predict([BEST]).iloc[0]
+    report = model.cv_report.set_index("target")
+    assert lines[0] == BEST and lines[1] == "params 1.073466 M, FLOPs 153.27297 M MACs"
+    assert lines[2].split() == ["target", "prediction", "CV", "tau", "seed", "tau", "attainable"]
+    for line, target in zip(lines[3:10], model.targets, strict=True):
+        q = report.loc[target]
+        cells = [f"{want[target]:.3f}", "±", f"{want[target + '_std']:.3f}", f"{q.kendall_tau:.2f}"]
+        cells += [f"{q.ceiling_kendall:.2f}", f"{q.attainable_kendall:.2f}"]
+        assert line.split() == [target, *cells]
+    assert lines[10] == "" and "CV tau: the surrogate's cross-validated Kendall tau" in lines[11]
+    assert max(len(line) for line in lines[1:]) <= 80  # only the arch string itself is longer
+
+
+def test_query_of_several_archs_and_one_target_is_a_table(model_dir: Path) -> None:
+    archs = [str(a) for a in sample_archs(3, 4)]
+    result = runner.invoke(app, ["query", *archs, "--surrogate", str(model_dir), "--targets", "flatness_r"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    want = load_surrogate(model_dir).predict(archs, ["flatness_r"])
+    assert lines[0].startswith("flatness_r: CV tau ") and lines[1].split()[-1] == "arch"
+    for line, (_, row) in zip(lines[2:5], want.iterrows(), strict=True):
+        costs = arch_costs(row["arch"])
+        value = f"{row['flatness_r']:.3f} ± {row['flatness_r_std']:.3f}"
+        assert line.split() == [*value.split(), f"{costs.params_m:.6f}", f"{costs.flops_m:.5f}", row["arch"]]
+
+
+def test_query_of_one_target_reads_only_that_targets_models(monkeypatch) -> None:
+    from flatnas_bench.tables.bundled import bundled_surrogate_dir
+    from surrogates.xgb import XGBEnsemble
+
+    read: list[str] = []
+    load = XGBEnsemble.load.__func__
+
+    def recording(cls, directory, files, params):
+        read.extend(files)
+        return load(cls, directory, files, params)
+
+    monkeypatch.setattr(XGBEnsemble, "load", classmethod(recording))
+    result = runner.invoke(app, ["query", BEST, "--targets", "flatness_r"])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((bundled_surrogate_dir() / "metadata.json").read_text())
+    assert read == list(meta["models"]["cifar10_flatness_r_proxy"]["files"])  # 5 of the 35 files
+    assert len(read) == 5 and sum(len(m["files"]) for m in meta["models"].values()) == 35
+    model = load_surrogate(bundled_surrogate_dir())
+    assert model.models.loaded == []  # checksums verified, nothing parsed yet
+    model.predict([BEST], ["val_acc"])
+    assert model.models.loaded == ["cifar10_val_acc_proxy"]

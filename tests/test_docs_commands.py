@@ -42,9 +42,8 @@ from conftest import ROOT, shared_data_dir
 from helpers import TINY, make_imagefolder
 from typer.testing import CliRunner
 
-import cli.main  # noqa: F401  (registers every command)
 import surrogates
-from cli.app import app
+from cli.main import app  # every command registered
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SMALL = [f"--set={k}={v}" for k, v in {**TINY, "epochs": 1, "corruption_subset": 4}.items()]
@@ -61,6 +60,7 @@ class Block:
     line: int
     lang: str
     text: str
+    output: str | None = None  # a ``text`` block right after it: what its one command prints
 
     @property
     def id(self) -> str:
@@ -101,10 +101,14 @@ def blocks(lang: str) -> list[Block]:
     for page in PAGES:
         text = page.read_text()
         name = str(page.relative_to(ROOT))
-        for match in re.finditer(r"^```(\w*)\n(.*?)^```", text, re.S | re.M):
-            if match.group(1) == lang:
-                line = text.count("\n", 0, match.start()) + 1
-                out.append(Block(name, line, lang, match.group(2)))
+        found = list(re.finditer(r"^```(\w*)\n(.*?)^```\n", text, re.S | re.M))
+        for k, match in enumerate(found):
+            after = found[k + 1] if k + 1 < len(found) else None
+            if match.group(1) != lang:
+                continue
+            adjacent = after and after.group(1) == "text" and not text[match.end() : after.start()].strip()
+            line = text.count("\n", 0, match.start()) + 1
+            out.append(Block(name, line, lang, match.group(2), after.group(2) if adjacent else None))
     return out
 
 
@@ -184,12 +188,13 @@ def parse_click(command: click.Command, name: str, args: list[str]) -> None:
     command.make_context(name, list(args), parent=ctx.parent)
 
 
-def run_flatnas(words: list[str], data: str) -> None:
+def run_flatnas(words: list[str], data: str, output: str | None = None) -> None:
     reason = needs_hardware(words)
     args = [w for w in words if not re.fullmatch(r"[A-Z_]+=.*", w)][1:]
     if reason:
         parse_click(typer.main.get_command(app), "flatnas-bench", args)
         return
+    shown = args
     args = reduced(args, data)
     missing = [a for a in args if a.startswith(str(shared_data_dir())) and not Path(a).exists()]
     if missing:
@@ -197,6 +202,8 @@ def run_flatnas(words: list[str], data: str) -> None:
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, (args, result.output, result.exception)
     assert result.output.strip(), args
+    if output is not None and args == shown:  # the page shows what this command prints
+        assert result.output.rstrip() == output.rstrip(), "the page shows other output than the command's"
 
 
 # ---- the other programs -------------------------------------------------------------------------------
@@ -266,7 +273,7 @@ def test_bash_block_runs(block: Block, tmp_path: Path, monkeypatch: pytest.Monke
     for words in block.commands():
         kind = program(words)
         if kind == "flatnas-bench":
-            run_flatnas(words, data)
+            run_flatnas(words, data, block.output if len(block.commands()) == 1 else None)
         elif kind == "benchmark script":
             run_benchmark_script(words, monkeypatch)
         elif kind == "ray":

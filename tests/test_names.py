@@ -16,8 +16,7 @@ import pytest
 from conftest import require_shared
 from typer.testing import CliRunner
 
-import cli.main  # noqa: F401  (registers every command)
-from cli.app import app
+from cli.main import app  # every command registered
 from flatnas_bench.core.metric_names import resolve_metric
 from flatnas_bench.core.protocol import get_protocol
 from flatnas_bench.tables.bundled import bundled_table_path

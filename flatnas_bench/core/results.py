@@ -22,12 +22,25 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from flatnas_bench.core.errors import TableError
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+
+    class _Pandas:
+        """``pd``, imported on first use: resolving metric names (all a query needs) takes no pandas."""
+
+        def __getattr__(self, name: str) -> Any:
+            import pandas
+
+            return getattr(pandas, name)
+
+    pd = _Pandas()
 
 _NAME_CHARS = re.compile(r"[^a-z0-9]+")
 

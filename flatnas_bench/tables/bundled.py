@@ -12,10 +12,12 @@ True
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flatnas_bench.core.errors import ModelFileError, TableError
-from flatnas_bench.tables.readers import load_table
-from flatnas_bench.tables.table import BenchTable
+
+if TYPE_CHECKING:  # the readers (pandas) are imported when the table is read: a query needs only the paths
+    from flatnas_bench.tables.table import BenchTable
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "bundled"
 TABLE_FILE = "proxy_cifar10.csv"
@@ -63,4 +65,6 @@ def load_bundled_table() -> BenchTable:
     the
     mean over the arch's seeds (``cifar10_n_seeds_proxy`` says how many), per-seed rows kept for
     :func:`~flatnas_bench.tables.reliability.table_reliability`."""
+    from flatnas_bench.tables.readers import load_table
+
     return load_table(bundled_table_path())
