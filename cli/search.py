@@ -24,6 +24,10 @@ _CONSTRAINT_HELP = "Constraint NAME<=VALUE or NAME>=VALUE, repeatable (e.g. 'pix
 
 
 _SET_HELP = "Protocol override KEY=VALUE (repeatable), e.g. epochs=2."
+_STRATEGY_HELP = (
+    "flatnas (surrogate loop), random, evolution (regularized evolution), local (local search with "
+    "restarts) or nsga2 (NSGA-II on the evaluator, no surrogate)."
+)
 
 
 def _protocol(name: str, settings: list[str] | None):
@@ -125,16 +129,25 @@ def loop_command(
     seeds: Annotated[list[int] | None, typer.Option("--seed-train", help="Engine: training seeds.")] = None,
     constraint: Annotated[list[str] | None, typer.Option("--constraint", "-c", help=_CONSTRAINT_HELP)] = None,
     max_params: Annotated[float | None, typer.Option(help="Constraint: params (M) at most this.")] = None,
+    strategy: Annotated[str, typer.Option(help=_STRATEGY_HELP)] = "flatnas",
     budget: Annotated[int, typer.Option(help="Total archs to evaluate, initial sample included.")] = 300,
-    n_init: Annotated[int, typer.Option(help="Initial random sample.")] = 100,
-    k: Annotated[int, typer.Option("-k", help="Archs evaluated per iteration.")] = 8,
+    n_init: Annotated[
+        int | None, typer.Option(help="Initial random sample [default: the strategy's].")
+    ] = None,
+    k: Annotated[
+        int | None, typer.Option("-k", help="Archs evaluated per batch [default: the strategy's].")
+    ] = None,
     alpha: Annotated[float, typer.Option(help="FoM weight of the error term.")] = DEFAULT_ALPHA,
     seed: Annotated[int, typer.Option(help="Loop seed.")] = 0,
     out: Annotated[Path, typer.Option(help="Directory for log.csv and front.csv.")] = Path("loop"),
     allow_dead: Annotated[bool, typer.Option("--allow-dead", help=_ALLOW_DEAD_HELP)] = False,
 ) -> None:
-    """The FlatNAS loop: sample, fit, NSGA-II on the surrogate, evaluate spread picks, repeat; resumable."""
+    """Search to a budget of evaluated archs: the FlatNAS loop (sample, fit, search the surrogate, evaluate
+    spread picks, repeat) or a baseline strategy; resumable."""
     from flatnas_bench.search.loop import EngineEvaluator, LoopConfig, TableOracle, run_loop
+    from flatnas_bench.search.strategy import STRATEGIES
+
+    STRATEGIES.get(strategy)  # an unknown name fails before anything is evaluated
 
     if (oracle is None) == (protocol is None):
         raise ConfigError(
@@ -165,6 +178,7 @@ def loop_command(
             objective,
             constraints=constraints,
             config=config,
+            strategy=strategy,
             log_path=out / "log.csv",
             progress=show,
             allow_dead=allow_dead,

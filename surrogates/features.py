@@ -17,6 +17,7 @@ and therefore identical predictions. Columns, in order:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from flatnas_bench.nb201.encodings import ROUTES
-from flatnas_bench.nb201.space import CONV1, CONV3, NONE, Arch, ArchLike, as_arch
+from flatnas_bench.nb201.space import CONV1, CONV3, NONE, Arch, ArchLike, as_arch, canonical_archs
 
 if TYPE_CHECKING:  # torch is imported only when zero-cost proxies are asked for
     from surrogates.zero_cost import ZeroCostConfig
@@ -65,6 +66,19 @@ def feature_version(zero_cost: bool = False) -> str:
     return version
 
 
+@functools.cache
+def _space_features() -> tuple[np.ndarray, dict[int, int], tuple[str, ...]]:
+    """Encodings and cell statistics of every canonical arch (float32), each arch's row by ordinal, and
+    the column names: computed once, as every refit of a search loop featurizes the whole space."""
+    from flatnas_bench.nb201.encodings import encode
+
+    canon = canonical_archs()
+    enc, enc_names = encode(canon, kinds=ENCODING_KINDS)
+    cells = np.stack([cell_stats(a) for a in canon])
+    X = np.concatenate([np.asarray(enc, dtype=np.float32), cells.astype(np.float32)], axis=1)
+    return X, {a.ordinal: i for i, a in enumerate(canon)}, (*enc_names, *CELL_NAMES)
+
+
 def featurize(
     archs: Sequence[ArchLike],
     *,
@@ -78,13 +92,10 @@ def featurize(
     :class:`~surrogates.zero_cost.ZeroCostConfig`), computed at initialisation for canonical archs missing
     from the JSON cache ``zero_cost_cache`` (cost and cache: :mod:`surrogates.zero_cost`).
     """
-    from flatnas_bench.nb201.encodings import encode
-
     canon = [as_arch(a).canonical() for a in archs]
-    enc, enc_names = encode(canon, kinds=ENCODING_KINDS)
-    cells = np.stack([cell_stats(a) for a in canon]) if canon else np.zeros((0, len(CELL_NAMES)))
-    blocks = [np.asarray(enc, dtype=np.float32), cells.astype(np.float32)]
-    names = [*enc_names, *CELL_NAMES]
+    space, rows, names = _space_features()
+    blocks = [space[[rows[a.ordinal] for a in canon]]]
+    names = list(names)
     if zero_cost:
         from surrogates.zero_cost import PROXIES, zero_cost_matrix
 

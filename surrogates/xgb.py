@@ -82,7 +82,7 @@ class XGBEnsemble(Surrogate):
         self.boosters = []
         for member in range(int(self.params["n_models"])):
             rows = rng.integers(0, len(y), len(y)) if self.params["bootstrap"] else np.arange(len(y))
-            data = xgb.DMatrix(X[rows], label=y[rows])
+            data = xgb.DMatrix(X[rows], label=y[rows], nthread=int(self.params["nthread"]) or None)
             member_seed = int(rng.integers(0, 2**31 - 1)) + member
             booster = xgb.train(self._booster_params(member_seed), data, int(self.params["n_estimators"]))
             self.boosters.append(self._threads(booster))

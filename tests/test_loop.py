@@ -11,11 +11,15 @@ from flatnas_bench.core.errors import ConfigError, TableError
 from flatnas_bench.nb201.encodings import live_route_counts
 from flatnas_bench.nb201.space import Arch, canonical_archs
 from flatnas_bench.search.engine import SearchConfig, exhaustive
-from flatnas_bench.search.loop import LoopConfig, TableOracle, needed_targets, run_loop, spread_picks
+from flatnas_bench.search.flatnas import FlatNAS, spread_picks
+from flatnas_bench.search.loop import LoopConfig, TableOracle, needed_targets, run_loop
 from flatnas_bench.search.objectives import Objective
 from flatnas_bench.tables.readers import load_table
 
 SEARCH = SearchConfig(pop_size=20, n_gen=8)
+# the FlatNAS strategy with a least-squares surrogate and a small NSGA-II on it: fast, and what these
+# tests measured their figures with
+LINEAR = FlatNAS(fit=linear_fit, search="nsga2", search_config=SEARCH)
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +56,10 @@ def test_spread_picks_are_new_distinct_and_spread():
 
 def test_loop_spends_the_budget_on_distinct_archs(oracle_table, tmp_path):
     oracle = TableOracle(oracle_table, archive=tmp_path / "archive.csv")
-    config = LoopConfig(budget=32, n_init=12, k=5, seed=1, search=SEARCH)
-    result = run_loop(oracle, ["acc", "params"], config=config, fit=linear_fit, log_path=tmp_path / "log.csv")
+    config = LoopConfig(budget=32, n_init=12, k=5, seed=1)
+    result = run_loop(
+        oracle, ["acc", "params"], config=config, strategy=LINEAR, log_path=tmp_path / "log.csv"
+    )
     archs = result.archive["arch"]
     assert len(archs) == 32 and archs.is_unique
     assert all(Arch.from_str(a).is_canonical for a in archs)
@@ -67,19 +73,21 @@ def test_loop_spends_the_budget_on_distinct_archs(oracle_table, tmp_path):
 
 
 def test_loop_resumes_where_it_stopped(oracle_table, tmp_path):
-    config = LoopConfig(budget=30, n_init=10, k=5, seed=2, search=SEARCH)
-    whole = run_loop(TableOracle(oracle_table), ["acc:max"], config=config, fit=linear_fit)
+    config = LoopConfig(budget=30, n_init=10, k=5, seed=2)
+    whole = run_loop(TableOracle(oracle_table), ["acc:max"], config=config, strategy=LINEAR)
     path, log = tmp_path / "archive.csv", tmp_path / "log.csv"
-    first = LoopConfig(budget=20, n_init=10, k=5, seed=2, search=SEARCH)
-    run_loop(TableOracle(oracle_table, archive=path), ["acc:max"], config=first, fit=linear_fit, log_path=log)
+    first = LoopConfig(budget=20, n_init=10, k=5, seed=2)
+    run_loop(
+        TableOracle(oracle_table, archive=path), ["acc:max"], config=first, strategy=LINEAR, log_path=log
+    )
     assert len(pd.read_csv(path)) == 20
     resumed = run_loop(
-        TableOracle(oracle_table, archive=path), ["acc:max"], config=config, fit=linear_fit, log_path=log
+        TableOracle(oracle_table, archive=path), ["acc:max"], config=config, strategy=LINEAR, log_path=log
     )
     assert list(resumed.archive["arch"]) == list(whole.archive["arch"])
     assert list(resumed.log["iteration"]) == list(range(5))
     again = run_loop(
-        TableOracle(oracle_table, archive=path), ["acc:max"], config=config, fit=linear_fit, log_path=log
+        TableOracle(oracle_table, archive=path), ["acc:max"], config=config, strategy=LINEAR, log_path=log
     )
     assert len(again.archive) == 30 and len(again.log) == 5  # nothing left to do
 
@@ -89,12 +97,12 @@ def test_loop_with_fom_and_errors(oracle_table):
         TableOracle(oracle_table),
         ["fom(acc=acc)", "params"],
         constraints=["params<=1.0"],
-        config=LoopConfig(budget=20, n_init=10, k=5, search=SEARCH),
-        fit=linear_fit,
+        config=LoopConfig(budget=20, n_init=10, k=5),
+        strategy=LINEAR,
     )
     assert len(result.archive) == 20 and "best_fom" in result.log
     with pytest.raises(ConfigError, match="no measured quantity"):
-        run_loop(TableOracle(oracle_table), ["params", "flops"], fit=linear_fit)
+        run_loop(TableOracle(oracle_table), ["params", "flops"], strategy=LINEAR)
     with pytest.raises(ConfigError, match="n_init"):
         LoopConfig(budget=5, n_init=10)
     with pytest.raises(TableError, match="unknown metric 'nope'"):
@@ -116,14 +124,14 @@ def test_loop_with_the_engine_completes_and_resumes(tmp_path, monkeypatch):
         return EngineEvaluator(protocol, tmp_path / "loop.sqlite", data, threads=1, progress=False)
 
     specs, log = ["fom", "params"], tmp_path / "log.csv"
-    config = LoopConfig(budget=4, n_init=3, k=1, search=SEARCH)
-    first = run_loop(engine(), specs, config=config, fit=linear_fit, log_path=log)
+    config = LoopConfig(budget=4, n_init=3, k=1)
+    first = run_loop(engine(), specs, config=config, strategy=LINEAR, log_path=log)
     # named as a table of the same rows names them, like a TableOracle over its export
     assert len(first.archive) == 4 and {"cifar10_val_acc_proxy", "cifar10_flatness_r_proxy"} <= set(
         first.archive
     )
-    config = LoopConfig(budget=5, n_init=3, k=1, search=SEARCH)
-    resumed = run_loop(engine(), specs, config=config, fit=linear_fit, log_path=log)
+    config = LoopConfig(budget=5, n_init=3, k=1)
+    resumed = run_loop(engine(), specs, config=config, strategy=LINEAR, log_path=log)
     assert list(resumed.archive["arch"])[:4] == list(first.archive["arch"]) and len(resumed.archive) == 5
     assert list(resumed.log["iteration"]) == [0, 1, 2]
 
@@ -208,8 +216,8 @@ def test_cli_loop_with_the_engine(tmp_path, monkeypatch):
 
 
 def test_fom_log_is_monotone(oracle_table):
-    config = LoopConfig(budget=30, n_init=10, k=5, seed=3, search=SEARCH)
-    result = run_loop(TableOracle(oracle_table), ["fom(acc=acc)", "params"], config=config, fit=linear_fit)
+    config = LoopConfig(budget=30, n_init=10, k=5, seed=3)
+    result = run_loop(TableOracle(oracle_table), ["fom(acc=acc)", "params"], config=config, strategy=LINEAR)
     assert (np.diff(result.log["hypervolume"]) >= -1e-12).all()
     assert (np.diff(result.log["best_fom"]) <= 1e-12).all()
 
@@ -219,11 +227,11 @@ def test_dead_cells_are_neither_sampled_nor_picked_unless_allowed(oracle_table):
     from flatnas_bench.nb201.encodings import live_route_counts
 
     table = oracle_table.assign(acc=oracle_table["arch"].str.count("none"))
-    config = LoopConfig(budget=40, n_init=20, k=10, seed=0, search=SEARCH)
-    kept = run_loop(TableOracle(table), ["acc:max", "params"], config=config, fit=linear_fit)
+    config = LoopConfig(budget=40, n_init=20, k=10, seed=0)
+    kept = run_loop(TableOracle(table), ["acc:max", "params"], config=config, strategy=LINEAR)
     assert (live_route_counts(kept.archive["arch"]) >= 1).all()
     allowed = run_loop(
-        TableOracle(table), ["acc:max", "params"], config=config, fit=linear_fit, allow_dead=True
+        TableOracle(table), ["acc:max", "params"], config=config, strategy=LINEAR, allow_dead=True
     )
     assert (live_route_counts(allowed.archive["arch"]) == 0).sum() >= 3
 
@@ -240,8 +248,8 @@ def test_the_loop_beats_its_initial_sample_and_random_picks_on_nb201(nb201_csv):
     of spread_picks fail them."""
     metric = "cifar10_valid_acc_200ep"
     table = load_table(nb201_csv)
-    config = LoopConfig(budget=60, n_init=40, k=5, seed=0, search=SEARCH)
-    result = run_loop(TableOracle(table, metrics=[metric]), [f"{metric}:max"], config=config, fit=linear_fit)
+    config = LoopConfig(budget=60, n_init=40, k=5, seed=0)
+    result = run_loop(TableOracle(table, metrics=[metric]), [f"{metric}:max"], config=config, strategy=LINEAR)
     acc = result.archive[metric].to_numpy()
     initial, picks = acc[:40], acc[40:]
     assert len(picks) == 20 and list(result.log["n_evaluated"]) == [40, 45, 50, 55, 60]

@@ -138,11 +138,7 @@ class Arch:
         return tuple(OPS[op] for op in self.ops)
 
     def to_str(self) -> str:
-        names = self.op_names
-        return "+".join(
-            "|" + "|".join(f"{names[k]}~{EDGES[k][0]}" for k in range(NUM_EDGES) if EDGES[k][1] == j) + "|"
-            for j in range(1, NUM_NODES)
-        )
+        return _ops_string(self.ops)
 
     def __str__(self) -> str:
         return self.to_str()
@@ -216,6 +212,15 @@ def iso_key(ops: Sequence[int]) -> str:
 class _Classes:
     members: dict[str, tuple[Arch, ...]]
     representative: tuple[Arch, ...]  # by ordinal
+
+
+@functools.cache
+def _ops_string(ops: tuple[int, ...]) -> str:
+    """The NB201 string of ``ops``, built once per arch (searches print and key thousands of them)."""
+    return "+".join(
+        "|" + "|".join(f"{OPS[ops[k]]}~{EDGES[k][0]}" for k in range(NUM_EDGES) if EDGES[k][1] == j) + "|"
+        for j in range(1, NUM_NODES)
+    )
 
 
 @functools.cache

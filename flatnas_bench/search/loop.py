@@ -1,26 +1,27 @@
-"""The FlatNAS loop: sample -> fit a surrogate -> NSGA-II on it -> evaluate picks -> refit, to a budget.
+"""The search loop: evaluate a random initial sample, then what a strategy proposes, to a budget.
 
 1. Evaluate ``n_init`` random canonical archs (the archive).
-2. Fit a surrogate of every measured quantity the objectives need (``surrogates.fit_surrogate``).
-3. Run NSGA-II (:mod:`flatnas_bench.search.engine`) on the predicted objectives, its first population seeded
-   with the archive's measured non-dominated archs.
-4. Pick ``k`` archs not yet evaluated, spread evenly along the predicted front (:func:`spread_picks`),
-   evaluate them and add them to the archive.
-5. Repeat until ``budget`` archs have been evaluated.
+2. Ask the strategy (:mod:`flatnas_bench.search.strategy`) for its next batch; evaluate the archs of it
+   not yet in the archive, at most the budget left; repeat until ``budget`` distinct canonical archs
+   have been evaluated. Strategies: ``flatnas`` (:mod:`~flatnas_bench.search.flatnas`: fit a surrogate,
+   search it, pick along the predicted front), ``random``, ``evolution`` (regularized evolution),
+   ``local`` (local search with restarts) and ``nsga2`` (NSGA-II on the evaluator, no surrogate).
 
 Evaluation goes through an :class:`Evaluator`: :class:`TableOracle` looks archs up in a benchmark table
-(zero cost; used to benchmark the loop itself) and :class:`EngineEvaluator` trains them with the engine
+(zero cost; used to benchmark the strategies) and :class:`EngineEvaluator` trains them with the engine
 (``bench.run_bench`` into a SQLite result table). The evaluator's archive is durable, so re-running the
 same call continues where it stopped: every decision depends only on the archive and the seed.
 
-After each iteration the log gets the normalised hypervolume of the measured archive (bounds fixed from
-the initial sample unless given) and the best measured value of each objective so far. With ``fom``
-among the objectives, the search's ``alpha_norm`` is recomputed from the archive each iteration, as the
-method says; the log keeps the initial sample's ``alpha_norm`` so its figures compare across iterations.
+After each batch the log gets the normalised hypervolume of the measured archive (bounds fixed from
+the initial sample unless given), the best measured value of each objective so far, and the seconds the
+strategy took to decide. With ``fom`` among the objectives, the FlatNAS strategy recomputes the search's
+``alpha_norm`` from the archive each batch, as the method says; the log keeps the initial sample's
+``alpha_norm`` so its figures compare across batches.
 
 >>> from flatnas_bench.tables.readers import load_table                           # doctest: +SKIP
 >>> oracle = TableOracle(load_table("nb201_accuracy.csv"), archive="archive.csv")  # doctest: +SKIP
->>> result = run_loop(oracle, ["cifar10_valid_acc_200ep", "params"], budget=100)  # doctest: +SKIP
+>>> result = run_loop(oracle, ["cifar10_valid_acc_200ep", "params"], config=LoopConfig(budget=100),
+...                   strategy="evolution")                                         # doctest: +SKIP
 >>> result.log[["iteration", "n_evaluated", "hypervolume"]]                       # doctest: +SKIP
 """
 
@@ -28,13 +29,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
-from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from flatnas_bench.bench.driver import run_bench, run_protocol
 from flatnas_bench.core.errors import ConfigError, TableError
@@ -42,8 +42,8 @@ from flatnas_bench.core.protocol import get_protocol
 from flatnas_bench.core.results import failed
 from flatnas_bench.nb201.encodings import live_route_counts
 from flatnas_bench.nb201.space import Arch, canonical_archs, sample_archs
+from flatnas_bench.search import evolution, flatnas, local_search, nsga2_direct, random_search  # noqa: F401
 from flatnas_bench.search.context import ObjectiveContext
-from flatnas_bench.search.engine import SearchConfig, search
 from flatnas_bench.search.fom import DEFAULT_ALPHA, alpha_norm
 from flatnas_bench.search.fronts import Bounds, hypervolume, pareto_front
 from flatnas_bench.search.objectives import (
@@ -54,10 +54,9 @@ from flatnas_bench.search.objectives import (
     parse_spec,
     registered,
 )
-from flatnas_bench.search.result import SearchResult
+from flatnas_bench.search.strategy import LoopState, Strategy, make_strategy
 from flatnas_bench.tables.store import ResultStore
 from flatnas_bench.tables.table import BenchTable, as_table
-from surrogates import fit_surrogate
 
 
 class Evaluator(Protocol):
@@ -220,70 +219,11 @@ class EngineEvaluator:
         )
 
 
-# --- fitting ----------------------------------------------------------------------------------------
-
-FitFn = Callable[[BenchTable, list[str], int], Any]
-
-
-def fit_default(
-    archive: BenchTable,
-    targets: list[str],
-    seed: int,
-    *,
-    n_models: int = 5,
-    folds: int = 2,
-    params: dict[str, Any] | None = None,
-) -> Any:
-    """``surrogates.fit_surrogate`` (XGBoost ensemble of ``n_models``) on the archive's measured rows.
-
-    ``folds`` is the cheapest CV the surrogate package allows; the loop never reads the CV report.
-    """
-    return fit_surrogate(
-        archive.dropna(targets), targets, n_models=n_models, seed=seed, folds=folds, params=params
-    )
-
-
 def needed_targets(specs: Sequence[str]) -> list[str]:
-    """The measured quantities the objective and constraint specs read (what the surrogate must predict),
+    """The measured quantities the objective and constraint specs read (what a surrogate must predict),
     as declared where each objective is registered
     (:func:`~flatnas_bench.search.objectives.measured_quantities`)."""
     return list(dict.fromkeys(q for spec in specs for q in measured_quantities(spec)))
-
-
-# --- choosing what to evaluate ----------------------------------------------------------------------
-
-
-def spread_picks(
-    result: SearchResult, k: int, exclude: set[Arch] = frozenset(), pool: frozenset[Arch] | None = None
-) -> list[Arch]:
-    """``k`` scored archs, not in ``exclude`` (and in ``pool`` when given), spread evenly along the
-    predicted front.
-
-    Candidates are taken front by front (non-dominated rank 1 first, feasible only). Within a front the
-    first pick is the best in the first objective; each next one is the candidate farthest (in objectives
-    normalised to [0, 1] over all scored archs) from everything picked so far.
-    """
-    allowed = [a not in exclude and (pool is None or a in pool) for a in result.archs]
-    keep = np.array(allowed, dtype=bool) & result.feasible
-    keep &= np.all(np.isfinite(result.F), axis=1)
-    idx = np.flatnonzero(keep)
-    if k <= 0 or len(idx) == 0:
-        return []
-    Z = Bounds.of(result.F[idx]).normalise(result.F[idx])
-    picked: list[int] = []
-    for front in NonDominatedSorting().do(result.F[idx]):
-        front = list(front[np.lexsort(Z[front].T[::-1])])
-        while front and len(picked) < k:
-            if picked:
-                dist = np.min(np.linalg.norm(Z[front][:, None, :] - Z[picked][None, :, :], axis=2), axis=1)
-                choice = front[int(np.argmax(dist))]
-            else:
-                choice = front[0]
-            picked.append(choice)
-            front.remove(choice)
-        if len(picked) >= k:
-            break
-    return [result.archs[idx[i]] for i in picked]
 
 
 # --- the loop ---------------------------------------------------------------------------------------
@@ -291,20 +231,20 @@ def spread_picks(
 
 @dataclass(frozen=True)
 class LoopConfig:
-    """Settings of the FlatNAS loop; defaults follow the method (100 initial, 8 per iteration)."""
+    """Settings of the loop every strategy shares; ``None`` takes the strategy's own default."""
 
-    budget: int = 300  # total archs evaluated, the initial sample included
-    n_init: int = 100  # initial random sample (canonical archs)
-    k: int = 8  # archs evaluated per iteration
-    seed: int = 0  # seeds the initial sample, the surrogate fits and NSGA-II
+    budget: int = 300  # total distinct canonical archs evaluated, the initial sample included
+    n_init: int | None = None  # initial random sample (canonical archs)
+    k: int | None = None  # archs evaluated per batch, where the strategy chooses the batch size
+    seed: int = 0  # seeds the initial sample and every decision of the strategy
     alpha: float = DEFAULT_ALPHA  # FoM weight when "fom" is an objective
-    strategy: str = "nsga2"  # search on the surrogate: "nsga2" or "exhaustive"
-    search: SearchConfig = field(default_factory=SearchConfig)  # NSGA-II on the surrogate
 
     def __post_init__(self) -> None:
-        if not 1 <= self.n_init <= self.budget:
+        if self.budget < 1:
+            raise ConfigError(f"budget must be at least 1, got {self.budget}")
+        if self.n_init is not None and not 1 <= self.n_init <= self.budget:
             raise ConfigError(f"need 1 <= n_init <= budget, got n_init={self.n_init}, budget={self.budget}")
-        if self.k < 1:
+        if self.k is not None and self.k < 1:
             raise ConfigError(f"k must be at least 1, got {self.k}")
 
 
@@ -382,7 +322,7 @@ class _Log:
     def next_iteration(self) -> int:
         return int(self.rows[-1]["iteration"]) + 1 if self.rows else 1
 
-    def add(self, archive: BenchTable, iteration: int, picks: Sequence[Arch], fit_s: float, search_s: float):
+    def add(self, archive: BenchTable, iteration: int, picks: Sequence[Arch], decide_s: float) -> None:
         _, F, ok, objs = measured_scores(archive, self.specs, self.constraints, self.alpha, self.norm)
         row: dict[str, Any] = {
             "iteration": iteration,
@@ -391,7 +331,7 @@ class _Log:
         }
         for j, obj in enumerate(objs):
             row[f"best_{obj.name}"] = obj.sign * (np.min(F[ok, j]) if ok.any() else np.nan)
-        row.update(fit_s=round(fit_s, 3), search_s=round(search_s, 3), picks=";".join(map(str, picks)))
+        row.update(decide_s=round(decide_s, 3), picks=";".join(map(str, picks)))
         self.rows.append(row)
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -400,39 +340,15 @@ class _Log:
             self.progress(row)
 
 
-def _step(
-    archive: BenchTable,
-    specs: list[str],
-    cons: list[str],
-    targets: list[str],
-    cfg: LoopConfig,
-    fit: FitFn,
-    pool: frozenset[Arch] | None,
-) -> tuple[list[Arch], float, float]:
-    """One iteration's decisions: fit on the measured rows, search the surrogate (seeded with the
-    archive's measured front), and pick archs not yet evaluated. Returns (picks, fit s, search s)."""
-    step_seed = cfg.seed + len(archive)
-    measured = archive.dropna(targets)
-    if len(measured) == 0:
-        raise TableError("every evaluation in the archive failed; nothing to fit a surrogate on")
-    start = time.perf_counter()
-    surrogate = fit(measured, targets, step_seed)
-    fit_s = time.perf_counter() - start
-    context = ObjectiveContext(surrogate=surrogate, table=measured, alpha=cfg.alpha)
-    predicted = make_objectives(specs, context)
-    predicted_cons = [make_constraint(c, context) for c in cons]
-    archs, F, ok, _ = measured_scores(archive, specs, cons, cfg.alpha)
-    start = time.perf_counter()
-    result = search(
-        predicted,
-        constraints=predicted_cons,
-        strategy=cfg.strategy,
-        config=replace(cfg.search, seed=step_seed),
-        initial=[archs[i] for i in pareto_front(F, ok)],
-    )
-    search_s = time.perf_counter() - start
-    picks = spread_picks(result, min(cfg.k, cfg.budget - len(archive)), exclude=set(archs), pool=pool)
-    return picks, fit_s, search_s
+def _pool(evaluator: Evaluator, quantities: list[str], allow_dead: bool) -> frozenset[Arch] | None:
+    """The archs the loop may evaluate: those the evaluator can measure, live cells only unless
+    ``allow_dead``; None for every canonical arch."""
+    pool = evaluator.pool(quantities) if hasattr(evaluator, "pool") else None
+    pool = None if pool is None or len(pool) == len(canonical_archs()) else frozenset(pool)
+    if not allow_dead:
+        live = _live_archs()
+        pool = live if pool is None else pool & live
+    return pool
 
 
 def run_loop(
@@ -441,50 +357,64 @@ def run_loop(
     *,
     constraints: Sequence[str] = (),
     config: LoopConfig | None = None,
-    fit: FitFn | None = None,
+    strategy: Strategy | str = "flatnas",
     bounds: Bounds | None = None,
     log_path: str | Path | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
     allow_dead: bool = False,
 ) -> LoopResult:
-    """Run (or resume) the FlatNAS loop until ``config.budget`` archs are in the evaluator's archive.
+    """Run (or resume) a search ``strategy`` until ``config.budget`` distinct canonical archs are in the
+    evaluator's archive.
 
     ``objectives``/``constraints`` are specs as in :mod:`flatnas_bench.search.objectives` (e.g.
-    ``["fom", "params"]``, ``["params<=0.8"]``); the surrogate is fitted on the measured quantities they
-    read (their full names in the archive). ``fit(archive, targets, seed)`` defaults to
-    :func:`fit_default`. ``bounds`` fixes the hypervolume normalisation (default: min/max of the initial
-    sample). ``progress`` gets each log row. Cells with no live input-to-output route are neither sampled
-    nor picked unless ``allow_dead`` (they sit at chance with R = 0).
+    ``["fom", "params"]``, ``["params<=0.8"]``); at least one must read a measured quantity. ``strategy``
+    is a registered name (:func:`~flatnas_bench.search.strategy.list_strategies`: ``flatnas``,
+    ``random``, ``evolution``, ``local``, ``nsga2``) or a :class:`Strategy` with its settings. The loop
+    evaluates ``n_init`` random archs, then each batch the strategy proposes (its archs not yet
+    evaluated, up to the budget), logging every batch. ``bounds`` fixes the hypervolume normalisation
+    (default: min/max of the initial sample). ``progress`` gets each log row. Cells with no live
+    input-to-output route are neither sampled nor proposed unless ``allow_dead`` (they sit at chance with
+    R = 0).
     """
     cfg = config or LoopConfig()
+    strategy = make_strategy(strategy) if isinstance(strategy, str) else strategy
+    n_init, k = cfg.n_init or min(strategy.n_init, cfg.budget), cfg.k or strategy.k
     specs, cons = list(objectives), list(constraints) + ([] if allow_dead else [LIVE_CONSTRAINT])
     quantities = needed_targets(specs + cons)
     if not quantities:
         raise ConfigError("the objectives read no measured quantity; nothing for the loop to learn")
-    pool = evaluator.pool(quantities) if hasattr(evaluator, "pool") else None
-    pool = None if pool is None or len(pool) == len(canonical_archs()) else frozenset(pool)
-    if not allow_dead:
-        live = _live_archs()
-        pool = live if pool is None else pool & live
+    pool = _pool(evaluator, quantities, allow_dead)
     archive = evaluator.archive()
-    if len(archive) < cfg.n_init:
+    if len(archive) < n_init:
         done = {a.canonical() for a in archive.archs}
-        initial = [a for a in initial_sample(cfg.n_init, cfg.seed, pool) if a not in done]
-        evaluator.evaluate(initial[: cfg.n_init - len(archive)])
+        initial = [a for a in initial_sample(n_init, cfg.seed, pool) if a not in done]
+        evaluator.evaluate(initial[: n_init - len(archive)])
         archive = evaluator.archive()
-    targets = [archive.resolve(q) for q in quantities]
     log = _Log(specs, cons, cfg.alpha, None if log_path is None else Path(log_path), progress)
-    log.start(archive, cfg.n_init, bounds)
+    log.start(archive, n_init, bounds)
     if not log.rows:
-        log.add(archive, 0, [], 0.0, 0.0)
-    while len(archive) < cfg.budget:
-        iteration = log.next_iteration
-        picks, fit_s, search_s = _step(archive, specs, cons, targets, cfg, fit or fit_default, pool)
-        if not picks:
+        log.add(archive, 0, [], 0.0)
+
+    def score(table: BenchTable) -> tuple[list[Arch], np.ndarray, np.ndarray]:
+        archs, F, ok, _ = measured_scores(table, specs, cons, cfg.alpha)
+        return archs, F, ok
+
+    targets = [archive.resolve(q) for q in quantities]
+    state = LoopState(specs, cons, targets, pool, cfg.seed, k, score, archive, n_init, cfg.budget, cfg.alpha)
+    batches, idle = strategy.proposals(state), 0
+    while len(archive) < cfg.budget and idle <= len(canonical_archs()):
+        start = time.perf_counter()
+        batch = next(batches, None)
+        decide_s = time.perf_counter() - start
+        if batch is None:
             break
-        evaluator.evaluate(picks)
-        archive = evaluator.archive()
-        log.add(archive, iteration, picks, fit_s, search_s)
+        new = [a for a in dict.fromkeys(b.canonical() for b in batch) if a not in state.evaluated]
+        new = new[: cfg.budget - len(archive)]
+        idle = 0 if new else idle + 1  # a resumed strategy replays its measured batches for free
+        if new:
+            evaluator.evaluate(new)
+            archive = state.archive = evaluator.archive()
+            log.add(archive, log.next_iteration, new, decide_s)
     _, F, ok, _ = measured_scores(archive, specs, cons, cfg.alpha)
     front = archive.take(pareto_front(F, ok)).to_frame()
     return LoopResult(archive.to_frame(), pd.DataFrame(log.rows), front)
