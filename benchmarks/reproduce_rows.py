@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from flatnas_bench.bench.driver import run_bench
+from flatnas_bench.bench.options import ExecutorOptions
 from flatnas_bench.core.protocol import get_protocol
 from flatnas_bench.core.results import RESULT_COLUMNS
 from flatnas_bench.tables.store import ResultStore
@@ -62,8 +63,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for k, (_, stored) in enumerate(chosen.iterrows()):
             table = Path(tmp) / f"again{k}.sqlite"
+            options = ExecutorOptions(device="cpu", threads=args.threads)
             run_bench([stored["arch"]], protocol, table, args.data, seeds=(int(stored["seed"]),),
-                      threads=args.threads, device="cpu", progress=False)  # fmt: skip
+                      options=options, progress=False)  # fmt: skip
             with ResultStore(table, readonly=True) as store:
                 again = store.to_frame().iloc[0]
             diff = differences(stored, again)

@@ -17,7 +17,9 @@ import typer
 
 from cli.app import command
 from flatnas_bench.bench.driver import parse_settings, read_arch_file, resolve_protocol, run_bench
-from flatnas_bench.bench.executors import default_device, list_executors
+from flatnas_bench.bench.executor import default_device
+from flatnas_bench.bench.executors import list_executors
+from flatnas_bench.bench.options import ExecutorOptions
 from flatnas_bench.core.errors import ConfigError
 from flatnas_bench.core.protocol import PRECISIONS, list_protocols
 from flatnas_bench.nb201.space import sample_archs
@@ -99,7 +101,11 @@ def bench(
     ] = True,
     precision: Annotated[
         Precision | None,
-        typer.Option("--precision", help="fp32 or bf16 (default: bf16 autocast on CUDA, fp32 on CPU)."),
+        typer.Option(
+            "--precision",
+            help="Training: fp32 or bf16 autocast (default: bf16 on CUDA, fp32 on CPU; bf16 CPUs allowed). "
+            "Evaluation is always fp32.",
+        ),
     ] = None,
     deterministic: Annotated[
         bool, typer.Option("--deterministic", help="CUDA: deterministic kernels, no TF32 (slower).")
@@ -126,14 +132,14 @@ def bench(
         where = "local" if (device or default_device()).startswith("cuda") else "serial"
     else:
         where = executor.value
-    options = {"device": device, "threads": threads, "workers": workers, "workers_per_gpu": workers_per_gpu}
+    options = ExecutorOptions(device, workers, threads, workers_per_gpu, deterministic)
     chosen_precision = precision.value if precision else _set_precision(settings or [])
     if plan:
         from flatnas_bench.bench.plan import plan_bench
 
         estimate = plan_bench(
-            chosen, proto, table, data, where, _seeds(seed, seeds), retry_failed=retry_failed,
-            corruptions=corruptions, precision=chosen_precision, **options,
+            chosen, proto, table, data, where, _seeds(seed, seeds), options=options,
+            retry_failed=retry_failed, corruptions=corruptions, precision=chosen_precision,
         )  # fmt: skip
         typer.echo(estimate.report())
         return
@@ -145,13 +151,12 @@ def bench(
             data,
             executor=where,
             seeds=_seeds(seed, seeds),
+            options=options,
             retry_failed=retry_failed,
             progress=progress,
             corruptions=corruptions,
-            deterministic=deterministic,
             precision=chosen_precision,
             save_weights=save_weights,
-            **options,
         )
     except KeyboardInterrupt:
         typer.echo(

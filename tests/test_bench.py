@@ -23,7 +23,9 @@ from flatnas_bench.bench.driver import (
     run_bench,
     unique_archs,
 )
-from flatnas_bench.bench.executors import Executor, RunContext, failed_row
+from flatnas_bench.bench.executor import Executor
+from flatnas_bench.bench.options import ExecutorOptions
+from flatnas_bench.bench.worker import RunContext, failed_row
 from flatnas_bench.core.errors import ConfigError, DataError
 from flatnas_bench.tables.store import ResultStore
 
@@ -50,9 +52,13 @@ def test_bench_dedupes_isomorphs_and_resumes_without_duplicates(tmp_path, tiny_d
     archs = [CONV, str(SKIP_TWIN), CONV, str(SKIP)]  # 4 inputs, 2 candidates
     # batch 8: enough steps (30) for BatchNorm's running statistics to settle, so eval mode learns too
     protocol = tiny_protocol(batch_size=8)
-    first = run_bench(archs[:3], protocol, table, tiny_data, seeds=(0,), progress=False, threads=1)
+    first = run_bench(
+        archs[:3], protocol, table, tiny_data, seeds=(0,), progress=False, options=ExecutorOptions(threads=1)
+    )
     assert (first.jobs, first.isomorphs, first.skipped, first.done, first.failed) == (2, 1, 0, 2, 0)
-    again = run_bench(archs, protocol, table, tiny_data, seeds=(0, 1), progress=False, threads=1)
+    again = run_bench(
+        archs, protocol, table, tiny_data, seeds=(0, 1), progress=False, options=ExecutorOptions(threads=1)
+    )
     assert (again.jobs, again.isomorphs, again.skipped, again.done) == (4, 2, 2, 2)
     with ResultStore(table, readonly=True) as store:
         frame = store.to_frame()
@@ -116,9 +122,19 @@ def test_failed_rows_are_kept_and_retried_only_when_asked(tmp_path, tiny_data):
     assert (failed.done, failed.failed) == (0, 2)
     with ResultStore(table, readonly=True) as store:
         assert store.to_frame()["error"].tolist() == ["FloatingPointError: loss nan at epoch 1 step 1"] * 2
-    rerun = run_bench([CONV, MIXED], tiny_protocol(), table, tiny_data, progress=False, threads=1)
+    rerun = run_bench(
+        [CONV, MIXED], tiny_protocol(), table, tiny_data, progress=False, options=ExecutorOptions(threads=1)
+    )
     assert (rerun.skipped, rerun.done, rerun.failed) == (2, 0, 0)
-    retry = run_bench([CONV], tiny_protocol(), table, tiny_data, retry_failed=True, progress=False, threads=1)
+    retry = run_bench(
+        [CONV],
+        tiny_protocol(),
+        table,
+        tiny_data,
+        retry_failed=True,
+        progress=False,
+        options=ExecutorOptions(threads=1),
+    )
     assert (retry.skipped, retry.done) == (0, 1)
     with ResultStore(table, readonly=True) as store:
         frame = store.to_frame().set_index("arch")
@@ -128,8 +144,10 @@ def test_failed_rows_are_kept_and_retried_only_when_asked(tmp_path, tiny_data):
 
 def test_a_protocol_change_is_a_new_key(tmp_path, tiny_data):
     table = tmp_path / "t.sqlite"
-    run_bench([CONV], tiny_protocol(), table, tiny_data, progress=False, threads=1)
-    other = run_bench([CONV], tiny_protocol(epochs=1), table, tiny_data, progress=False, threads=1)
+    run_bench([CONV], tiny_protocol(), table, tiny_data, progress=False, options=ExecutorOptions(threads=1))
+    other = run_bench(
+        [CONV], tiny_protocol(epochs=1), table, tiny_data, progress=False, options=ExecutorOptions(threads=1)
+    )
     assert other.done == 1
     with ResultStore(table, readonly=True) as store:
         assert len(store.protocols()) == 2 and len(store) == 2
@@ -137,7 +155,14 @@ def test_a_protocol_change_is_a_new_key(tmp_path, tiny_data):
 
 def test_bench_with_generated_corruptions(tmp_path, tiny_data):
     table = tmp_path / "t.sqlite"
-    run_bench([CONV], tiny_protocol(corruption_subset=8), table, tiny_data, progress=False, threads=1)
+    run_bench(
+        [CONV],
+        tiny_protocol(corruption_subset=8),
+        table,
+        tiny_data,
+        progress=False,
+        options=ExecutorOptions(threads=1),
+    )
     with ResultStore(table, readonly=True) as store:
         row = store.to_frame().iloc[0]
     assert row["error"] is None and 0 <= row["corr_acc_mean"] <= 100 and row["corr_per"].startswith("{")
@@ -188,20 +213,39 @@ def test_arch_files_and_canonical_dedup(tmp_path):
         read_arch_file(tmp_path / "missing.txt")
 
 
-def test_cuda_runs_default_to_bf16_under_their_own_hash():
+def test_cuda_runs_default_to_bf16_and_every_numerics_and_precision_has_its_own_key(monkeypatch):
+    import flatnas_bench.engine.train as train
     from flatnas_bench.bench.driver import run_protocol
+    from flatnas_bench.bench.executors import get_executor
+    from flatnas_bench.core.protocol import numerics_for
 
     proxy = resolve_protocol("proxy")
-    on_cpu, on_gpu = run_protocol(proxy, "cpu"), run_protocol(proxy, "cuda:1")
+    on_cpu, on_gpu = run_protocol(proxy, "cpu"), run_protocol(proxy, "cuda-fast")
     assert on_cpu == proxy and on_cpu.hash == "e6c3fcf12411"  # the bundled table's key is unchanged
     assert on_gpu.precision == "bf16" and on_gpu.hash != proxy.hash
-    assert run_protocol(proxy, "cuda", precision="fp32").hash == proxy.hash  # asked for: kept
-    assert run_protocol(proxy.replace(precision="bf16"), "cuda") == proxy.replace(precision="bf16")
-    # refused at once: raised in a worker it would be stored as the candidate's failed row
-    with pytest.raises(ConfigError, match="precision 'bf16' needs a CUDA device"):
-        run_protocol(proxy, "cpu", precision="bf16")
-    with pytest.raises(ConfigError, match="precision 'bf16' needs a CUDA device"):
-        run_protocol(proxy.replace(precision="bf16"), "cpu")
+    assert run_protocol(proxy.replace(precision="bf16"), "cuda-fast").precision == "bf16"
+    # CPU exact, CUDA deterministic, CUDA fast, each in both precisions: six keys, as the workers run
+    monkeypatch.setattr(train, "cpu_bf16_supported", lambda: True)
+    keys = {
+        (device, deterministic, precision): run_protocol(
+            proxy, numerics_for(device, deterministic), precision
+        ).hash
+        for device in ("cpu", "cuda", "cuda:1")
+        for deterministic in (False, True)
+        for precision in ("fp32", "bf16")
+    }
+    assert len(set(keys.values())) == 6 and keys["cpu", True, "fp32"] == keys["cpu", False, "fp32"]
+    assert keys["cuda", True, "bf16"] == keys["cuda:1", True, "bf16"] != keys["cuda", False, "bf16"]
+    # an executor's numerics follow its device and --deterministic
+    executor = get_executor("serial", ExecutorOptions(device="cuda:1", deterministic=True))
+    assert (
+        executor.numerics == "cuda-deterministic" and get_executor("serial", device="cpu").numerics == "cpu"
+    )
+    # refused at once on a CPU without bf16: raised in a worker it would be stored as a failed row
+    monkeypatch.setattr(train, "cpu_bf16_supported", lambda: False)
+    for asked in (proxy.replace(precision="bf16"), proxy):
+        with pytest.raises(ConfigError, match="precision 'bf16' needs a CUDA device or a CPU with bf16"):
+            run_protocol(asked, "cpu", precision="bf16" if asked is proxy else None)
 
 
 def test_the_row_says_how_cuda_computed():
@@ -220,8 +264,8 @@ def test_save_weights_keeps_each_rows_network_and_it_measures_the_same(tmp_path,
 
     protocol = tiny_protocol(batch_size=8)
     table, weights = tmp_path / "t.sqlite", tmp_path / "weights"
-    run_bench([CONV, MIXED], protocol, table, tiny_data, seeds=(0, 1), progress=False, threads=1,
-              save_weights=weights)  # fmt: skip
+    run_bench([CONV, MIXED], protocol, table, tiny_data, seeds=(0, 1), progress=False,
+              options=ExecutorOptions(threads=1), save_weights=weights)  # fmt: skip
     files = sorted(p.name for p in (weights / protocol.hash).iterdir())
     assert len(files) == 4 and all(f.endswith(".pt") for f in files)
     with ResultStore(table, readonly=True) as store:

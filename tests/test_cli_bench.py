@@ -21,8 +21,10 @@ from typer.testing import CliRunner
 
 import cli.bench
 import flatnas_bench.bench.executors
+import flatnas_bench.bench.worker
 import flatnas_bench.engine.train
 from cli.main import app
+from flatnas_bench.bench.options import ExecutorOptions
 from flatnas_bench.core.errors import ConfigError
 from flatnas_bench.core.results import RESULT_COLUMNS
 from flatnas_bench.corruptions.generate import write_corruption_set
@@ -270,9 +272,13 @@ def test_bench_options_reach_the_rows(env, tmp_path, monkeypatch):
     corruptions = tmp_path / "cifar-c"
     write_corruption_set(test.x[:4], test.y[:4], corruptions, ["fog", "contrast"], [1, 2], seed=0)
     numerics = []
-    real = flatnas_bench.engine.train.configure_numerics
-    record = lambda device, deterministic=False: numerics.append((device, deterministic)) or real(device)  # noqa: E731
-    monkeypatch.setattr(flatnas_bench.engine.train, "configure_numerics", record)
+    real = flatnas_bench.bench.worker.Worker.__init__
+
+    def record(self, context, device, options):
+        numerics.append((device, options))
+        real(self, context, device, options)
+
+    monkeypatch.setattr(flatnas_bench.bench.worker.Worker, "__init__", record)
     table = tmp_path / "t.sqlite"
     archs = ("--arch-file", str(write_arch_file(tmp_path / "archs.txt", SKIP, SKIP_TWIN)))
     extra = ["--seeds", "0,1", "--set", "epochs=1", "--set", "corruption_subset=4", "--threads", "2"]
@@ -299,7 +305,8 @@ def test_bench_options_reach_the_rows(env, tmp_path, monkeypatch):
     assert set(frame["device"]) == {"cpu (2 threads)"}
     assert {json.dumps(sorted(json.loads(c))) for c in frame["corr_per"]} == {json.dumps(["contrast", "fog"])}
     assert frame["corr_acc_mean"].notna().all()
-    assert numerics == [("cpu", True)]  # the run's workers were asked for deterministic numerics
+    # the run's worker got the options as one object: deterministic numerics, 2 threads
+    assert numerics == [("cpu", ExecutorOptions(device="cpu", threads=2, deterministic=True))]
 
 
 def test_retry_failed_evaluates_failed_rows_again_on_the_local_executor(env, tmp_path):
@@ -323,12 +330,13 @@ def test_retry_failed_evaluates_failed_rows_again_on_the_local_executor(env, tmp
     assert frame["device"].iloc[0] == "cpu (1 thread)"  # the worker process kept --threads 1
 
 
-def test_bf16_on_cpu_is_refused_before_any_row_is_written(env, tmp_path):
+def test_bf16_on_a_cpu_without_it_is_refused_before_any_row_is_written(env, tmp_path, monkeypatch):
+    monkeypatch.setattr(flatnas_bench.engine.train, "cpu_bf16_supported", lambda: False)
     table = tmp_path / "t.sqlite"
     for extra in (["--precision", "bf16"], ["--set", "precision=bf16"]):
         result = invoke(*bench_args(env["data"], table, "--device", "cpu", *extra))
         assert result.exit_code == 2, result.output
-        assert result.output.startswith("error: precision 'bf16' needs a CUDA device (got cpu)")
+        assert result.output.startswith("error: precision 'bf16' needs a CUDA device or a CPU with bf16")
         assert len(result.output.strip().splitlines()) == 1
     assert committed_rows(table) == 0
 
@@ -337,10 +345,8 @@ def test_workers_per_gpu_sets_the_workers_of_each_gpu(env, tmp_path, monkeypatch
     """Without a GPU here: the executor the CLI builds, on two pretend GPUs."""
     built = {}
 
-    def fake_run_bench(archs, protocol, table, data, executor, **options):
-        built["executor"] = flatnas_bench.bench.executors.get_executor(
-            executor, **{k: options[k] for k in ("device", "threads", "workers", "workers_per_gpu")}
-        )
+    def fake_run_bench(archs, protocol, table, data, executor, options, **rest):
+        built["executor"] = flatnas_bench.bench.executors.get_executor(executor, options)
         raise ConfigError("stopped before training")
 
     monkeypatch.setattr(cli.bench, "run_bench", fake_run_bench)

@@ -10,12 +10,16 @@ import pytest
 import torch
 from helpers import CONV, MIXED, SKIP, make_imagefolder, tiny_protocol
 
-from flatnas_bench.bench.executors import RunContext, SerialExecutor, get_executor, list_executors
+from flatnas_bench.bench.executor import SerialExecutor
+from flatnas_bench.bench.executors import get_executor, list_executors
+from flatnas_bench.bench.options import ExecutorOptions
+from flatnas_bench.bench.worker import RunContext
 from flatnas_bench.core.errors import ConfigError
 from flatnas_bench.core.results import RESULT_COLUMNS
 from flatnas_bench.engine.candidate import CandidateJob
 from flatnas_bench.engine.data import load_images
 
+CPU1 = ExecutorOptions(device="cpu", threads=1)
 # measured numbers that must agree bit for bit between executors (wall times and device labels may not)
 MEASURED = [c for c in RESULT_COLUMNS if c not in ("train_sec", "eval_sec", "device")]
 
@@ -40,7 +44,7 @@ def jobs(context: RunContext) -> list[CandidateJob]:
 def reference(context: RunContext, jobs: list[CandidateJob]) -> dict[tuple[str, int], dict]:
     threads = torch.get_num_threads()
     try:
-        rows = list(SerialExecutor(device="cpu", threads=1).run(jobs, context))
+        rows = list(SerialExecutor(CPU1).run(jobs, context))
     finally:
         torch.set_num_threads(threads)
     return {(r["arch"], r["seed"]): r for r in rows}
@@ -84,7 +88,7 @@ def test_a_job_that_raises_becomes_a_failed_row(context, jobs, monkeypatch):
         raise RuntimeError("out of memory\nsecond line")
 
     monkeypatch.setattr(candidate, "evaluate_candidate", broken)
-    rows = list(SerialExecutor(device="cpu").run(jobs[:1], context))
+    rows = list(SerialExecutor(ExecutorOptions(device="cpu")).run(jobs[:1], context))
     assert rows[0]["error"] == "RuntimeError: out of memory"
     assert rows[0]["arch"] == CONV and rows[0]["protocol_hash"] == context.protocol.hash
     assert set(rows[0]) == set(RESULT_COLUMNS)
@@ -98,8 +102,10 @@ def test_registry_and_option_errors(monkeypatch):
         get_executor("serial", workers=2)
     with pytest.raises(ConfigError, match="workers must be >= 1"):
         get_executor("local", workers=0)
-    with pytest.raises(ConfigError, match="unexpected keyword"):
+    with pytest.raises(ConfigError, match="takes no workers_per_gpu"):
         get_executor("serial", workers_per_gpu=2)
+    with pytest.raises(ConfigError, match="unknown executor option"):
+        get_executor("serial", worker=2)
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no GPU"):
             get_executor("local", device="cuda")
@@ -140,7 +146,7 @@ def test_ray_runs_more_workers_than_cpus_on_smaller_shares(context, jobs, refere
     ],
 )
 def test_actor_shares_follow_the_actor_count(capacities, count, want, share):
-    from flatnas_bench.bench.executors import actor_share
+    from flatnas_bench.bench.ray_executor import actor_share
 
     got = actor_share(capacities, count, want, "GPU")
     assert got == pytest.approx(share)
@@ -148,7 +154,7 @@ def test_actor_shares_follow_the_actor_count(capacities, count, want, share):
 
 
 def test_more_workers_than_the_cluster_can_hold_is_refused_in_one_line():
-    from flatnas_bench.bench.executors import actor_share
+    from flatnas_bench.bench.ray_executor import actor_share
 
     with pytest.raises(ConfigError, match=r"^1000 workers do not fit on the Ray cluster's GPUs \(1 in all\)"):
         actor_share([1.0], 1000, 1.0, "GPU")
@@ -156,7 +162,7 @@ def test_more_workers_than_the_cluster_can_hold_is_refused_in_one_line():
 
 def _fake_feed(jobs, fail_times, lost_slots=(), stop=None):
     """Run _feed over synchronous fake slots: job arch -> how many times it raises a device error."""
-    from flatnas_bench.bench.executors import _feed
+    from flatnas_bench.bench.executor import _feed
 
     raised = dict.fromkeys(fail_times, 0)
     replaced = []
@@ -212,7 +218,7 @@ def test_a_stop_deals_no_more_jobs_and_yields_those_in_flight(jobs):
 
 def test_serial_stops_dealing_when_asked(context, jobs):
     done: list[str] = []
-    rows = SerialExecutor(device="cpu", threads=1).run(jobs, context, stop=lambda: len(done) >= 1)
+    rows = SerialExecutor(CPU1).run(jobs, context, stop=lambda: len(done) >= 1)
     done.extend(r["arch"] for r in rows)
     assert done == [jobs[0].arch]
 
@@ -223,10 +229,10 @@ def test_an_interrupted_local_run_terminates_its_workers(context, jobs):
     executor = get_executor("local", device="cpu", threads=1, workers=1)
     rows = executor.run(jobs, context)
     next(rows)  # the first job is done; the second is running or queued
-    processes = [p for pool in executor._pools for p in pool._processes.values()]
+    processes = [p for pool in executor._workers for p in pool._processes.values()]
     rows.close()  # what an interrupt in the driver does (bench closes the run)
     assert [_exit_code(process) for process in processes] == [-signal.SIGKILL] * len(processes)
-    assert executor._pools == []
+    assert executor._workers == []
 
 
 def _exit_code(process, timeout: float = 30.0) -> int | None:
@@ -259,7 +265,7 @@ def test_serial_retries_a_device_error_and_keeps_real_failures_as_rows(context, 
         return real(job, **kwargs)
 
     monkeypatch.setattr(candidate, "evaluate_candidate", flaky)
-    rows = list(SerialExecutor(device="cpu", threads=1).run(jobs[:1], context))
+    rows = list(SerialExecutor(CPU1).run(jobs[:1], context))
     assert calls == [CONV, CONV] and rows[0]["error"] is None and rows[0]["val_acc"] is not None
 
 
@@ -267,16 +273,106 @@ def test_a_kept_alive_pool_serves_the_next_run_with_the_same_context(context, jo
     executor = get_executor("local", device="cpu", threads=1, workers=1, keep_alive=True)
     try:
         first = list(executor.run(jobs[:1], context))
-        pools = list(executor._pools)
+        pools = list(executor._workers)
         second = list(executor.run(jobs[1:], context))
-        assert executor._pools == pools and len(pools) == 1  # the same worker process, not a new one
+        assert executor._workers == pools and len(pools) == 1  # the same worker process, not a new one
         other = RunContext(context.protocol.replace(epochs=1), data_path=context.data_path)
         list(executor.run([CandidateJob(CONV, other.protocol, 0)], other))
-        assert executor._pools != pools  # another protocol: fresh workers
+        assert executor._workers != pools  # another protocol: fresh workers
     finally:
         executor.close()
-    assert executor._pools == []
+    assert executor._workers == []
     rows = {(r["arch"], r["seed"]): r for r in first + second}
     assert rows.keys() == reference.keys()
     for key, row in rows.items():
         assert {c: row[c] for c in MEASURED} == {c: reference[key][c] for c in MEASURED}
+
+
+def test_each_local_gpu_worker_sees_only_its_own_gpu(monkeypatch):
+    """Placements on three pretend GPUs: the worker's environment names its GPU, and inside it the
+    device is cuda:0; under a scheduler's CUDA_VISIBLE_DEVICES the entries of that list are used."""
+    from flatnas_bench.bench.local import worker_placements
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    placements = worker_placements(ExecutorOptions(device="cuda", workers_per_gpu=2))
+    assert [dict(p.env) for p in placements] == [{"CUDA_VISIBLE_DEVICES": g} for g in "012012"]
+    assert {p.device for p in placements} == {"cuda:0"}
+    assert [p.gpu for p in placements] == ["cuda:0", "cuda:1", "cuda:2"] * 2
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6,7")
+    one = worker_placements(ExecutorOptions(device="cuda:1", workers=2))
+    assert [(p.gpu, p.device, dict(p.env)) for p in one] == [
+        ("cuda:1", "cuda:0", {"CUDA_VISIBLE_DEVICES": "6"})
+    ] * 2
+    executor = get_executor("local", device="cuda:2", workers=1)
+    assert executor.devices == ["cuda:2"] and executor.numerics == "cuda-fast"
+    with pytest.raises(ConfigError, match=r"device 'cuda:3' asked for but only 3 GPU\(s\) are visible"):
+        worker_placements(ExecutorOptions(device="cuda:3"))
+    assert worker_placements(ExecutorOptions(device="cpu", workers=2)) == [worker_placements(CPU1)[0]] * 2
+
+
+def test_a_spawned_worker_gets_its_environment_before_it_starts(context):
+    """The environment reaches the real worker process (a CPU worker here, given a GPU's variable)."""
+    import os
+
+    from flatnas_bench.bench.local import LocalExecutor, Placement
+
+    executor = LocalExecutor(ExecutorOptions(device="cpu", workers=1, threads=1))
+    pool = executor._new_pool(context, Placement("cpu", "cuda:1", (("CUDA_VISIBLE_DEVICES", "1"),)))
+    try:
+        assert pool.submit(os.getenv, "CUDA_VISIBLE_DEVICES").result(timeout=120) == "1"
+    finally:
+        pool.shutdown()
+
+
+def test_a_run_keyed_for_other_numerics_is_refused(context, jobs):
+    """Rows are keyed by the numerics the workers run: a CUDA-keyed protocol on CPU workers stops at once."""
+    import dataclasses
+
+    cuda_keyed = dataclasses.replace(context, protocol=context.protocol.replace(numerics="cuda-fast"))
+    with pytest.raises(ConfigError, match="keyed for cuda-fast numerics but the serial executor's"):
+        list(SerialExecutor(CPU1).run([CandidateJob(CONV, cuda_keyed.protocol, 0)], cuda_keyed))
+
+
+def test_deterministic_and_the_whole_context_reach_ray_actors(context, jobs, ray_instance, tmp_path):
+    """What each actor holds after a run: the driver's context (its splits shipped instead of a path) and
+    the executor options, --deterministic included (dropping any field fails here)."""
+    import dataclasses
+
+    options = ExecutorOptions(device="cpu", threads=1, workers=1, deterministic=True, keep_alive=True)
+    executor = get_executor("ray", options)
+    ray = pytest.importorskip("ray")
+    sent = dataclasses.replace(context, save_weights=str(tmp_path / "weights"))
+    threads = torch.get_num_threads()
+    try:
+        rows = list(executor.run(jobs[:1], sent))
+        (actor,) = executor._workers
+        got, device, got_options = ray.get(actor.settings.remote())
+    finally:
+        executor.close()
+        torch.set_num_threads(threads)
+    assert rows[0]["error"] is None
+    assert got == dataclasses.replace(sent, data_path="(shipped)") and device == "cpu"
+    assert got_options == options and got_options.deterministic
+
+
+def test_no_cuda_stream_or_event_without_an_explicit_device():
+    """Every CUDA stream is made for a named device, every event recorded on a named stream, and every
+    synchronisation or memory figure names its device: nothing depends on the current-device default."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    per_device = "current_stream|synchronize|max_memory_allocated|reset_peak_memory_stats"
+    rules = {
+        r"\bStream\((?![^)]*device)": "a stream without device=",
+        r"\.record\(\s*\)": "an event recorded on the current stream",
+        rf"cuda\.({per_device})\(\s*\)": "a device-wide call without its device",
+    }
+    for bad in ("torch.cuda.Stream()", "copied.record()", "torch.cuda.synchronize()"):  # each rule bites
+        assert any(re.search(rule, bad) for rule in rules), bad
+    found = []
+    for path in sorted([*(root / "flatnas_bench").rglob("*.py"), *(root / "benchmarks").glob("*.py")]):
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            found += [f"{path.name}:{number}: {why}" for rule, why in rules.items() if re.search(rule, line)]
+    assert found == []

@@ -114,6 +114,7 @@ def test_loop_with_the_engine_completes_and_resumes(tmp_path, monkeypatch):
     from helpers import TINY, make_imagefolder  # the bench tests' tiny protocol and image folder
 
     from flatnas_bench.bench.driver import resolve_protocol
+    from flatnas_bench.bench.options import ExecutorOptions
     from flatnas_bench.search.loop import EngineEvaluator
 
     monkeypatch.setenv("FLATNAS_CACHE", str(tmp_path / "cache"))
@@ -121,7 +122,9 @@ def test_loop_with_the_engine_completes_and_resumes(tmp_path, monkeypatch):
     protocol = resolve_protocol("proxy", {**TINY, "epochs": 1})
 
     def engine() -> EngineEvaluator:
-        return EngineEvaluator(protocol, tmp_path / "loop.sqlite", data, threads=1, progress=False)
+        return EngineEvaluator(
+            protocol, tmp_path / "loop.sqlite", data, options=ExecutorOptions(threads=1), progress=False
+        )
 
     specs, log = ["fom", "params"], tmp_path / "log.csv"
     config = LoopConfig(budget=4, n_init=3, k=1)

@@ -3,6 +3,7 @@ slots' makespan gives the wall time, and nothing is written to the table."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -13,8 +14,11 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from flatnas_bench.bench.driver import run_bench
+from flatnas_bench.bench.options import ExecutorOptions
 from flatnas_bench.bench.plan import makespan, pick_archs, plan_bench
 from flatnas_bench.nb201.space import sample_archs
+
+CPU1 = ExecutorOptions(device="cpu", threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +43,11 @@ def test_the_lightest_median_and_heaviest_are_picked():
     assert pick_archs(["a"], [1.0]) == [0]
 
 
-def test_plan_times_three_archs_and_estimates_the_run(tmp_path, tiny_data):
+def test_plan_times_three_archs_and_estimates_the_run(tmp_path, tiny_data, monkeypatch):
+    monkeypatch.setattr("flatnas_bench.engine.train.cpu_bf16_supported", lambda: False)  # one precision
     archs = [str(a) for a in sample_archs(8, seed=0, unique=True)]
     table = tmp_path / "t.sqlite"
-    plan = plan_bench(archs, tiny_protocol(), table, tiny_data, "serial", device="cpu", threads=1)
+    plan = plan_bench(archs, tiny_protocol(), table, tiny_data, "serial", options=CPU1)
     assert not table.exists()  # planning writes nothing
     assert plan.jobs == 8 and plan.skipped == 0 and len(plan.job_s) == 8 and len(plan.timings) == 3
     flops = [t.flops_m for t in plan.timings]
@@ -53,19 +58,22 @@ def test_plan_times_three_archs_and_estimates_the_run(tmp_path, tiny_data):
     lo, hi = min(timed), max(timed)
     assert all(lo - 1e-9 <= s <= hi + 1e-9 for s in plan.job_s)
     assert plan.wall_s == pytest.approx(plan.setup_s + sum(plan.job_s))  # one slot: the jobs in a row
+    assert plan.precision_wall_s == (("fp32", plan.wall_s),) and "training precision" not in plan.report()
     assert plan.table_bytes > 8 * 300  # a row holds an arch string, 20 numbers and a device label
     start = time.perf_counter()
-    ran = run_bench(archs, tiny_protocol(), table, tiny_data, progress=False, device="cpu", threads=1)
+    ran = run_bench(archs, tiny_protocol(), table, tiny_data, progress=False, options=CPU1)
     measured = time.perf_counter() - start
     assert ran.done == 8
     # loose: the machine under test may be loaded; the 30 % figure is measured on the real proxy run
     assert measured / 3 < plan.wall_s < measured * 3, (plan.wall_s, measured)
-    again = plan_bench(archs, tiny_protocol(), table, tiny_data, "serial", device="cpu", threads=1)
+    again = plan_bench(archs, tiny_protocol(), table, tiny_data, "serial", options=CPU1)
     assert (again.jobs, again.skipped, again.wall_s, again.job_s) == (0, 8, 0.0, ())
     assert np.isfinite(plan.device_hours) and plan.device_hours > 0
 
 
-def test_cli_plan_prints_the_estimate_and_writes_no_table(tmp_path, tiny_data):
+def test_cli_plan_prints_the_estimate_and_writes_no_table(tmp_path, tiny_data, monkeypatch):
+    """On a CPU with bf16 the plan times the steps in both precisions and says which is faster."""
+    monkeypatch.setattr("flatnas_bench.engine.train.cpu_bf16_supported", lambda: True)
     sets = [arg for setting in TINY_SETTINGS for arg in ("--set", setting)]
     table = tmp_path / "t.sqlite"
     args = [
@@ -85,5 +93,12 @@ def test_cli_plan_prints_the_estimate_and_writes_no_table(tmp_path, tiny_data):
     lines = result.output.splitlines()
     assert lines[0].startswith("plan: 5 jobs (0 already in the table) under proxy ")
     assert sum("ms/step" in line for line in lines) == 3
-    assert "estimated wall time" in lines[-1] and "core-hours" in lines[-1]
+    assert "estimated wall time" in lines[-2] and "core-hours" in lines[-2]
+    verdict = re.fullmatch(
+        r"training precision: bf16 (\d+) s, fp32 (\d+) s: (bf16|fp32) is (\d+\.\d\d)x faster here "
+        r"\(this plan: fp32(; --precision bf16 to switch \(another protocol hash\))?\)",
+        lines[-1],
+    )
+    assert verdict, lines[-1]
+    assert float(verdict[4]) >= 1.0 and (verdict[3] == "bf16") == bool(verdict[5])
     assert not table.exists()

@@ -13,7 +13,10 @@ import torch
 from helpers import make_imagefolder, tiny_protocol
 
 from flatnas_bench.bench.driver import run_bench
-from flatnas_bench.bench.executors import Executor, RunContext, SerialExecutor, get_executor
+from flatnas_bench.bench.executor import Executor, SerialExecutor
+from flatnas_bench.bench.executors import get_executor
+from flatnas_bench.bench.options import ExecutorOptions
+from flatnas_bench.bench.worker import RunContext
 from flatnas_bench.nb201.space import sample_archs
 from flatnas_bench.tables.store import RESULT_COLUMNS, ResultStore
 
@@ -43,6 +46,7 @@ class _LoseANode(Executor):
     name = "lose-a-node"
 
     def __init__(self, inner: Executor, cluster: Any, node: Any) -> None:
+        super().__init__(inner.options)
         self.inner, self.cluster, self.node, self.slots, self.device = (
             inner,
             cluster,
@@ -75,7 +79,7 @@ def test_a_node_lost_mid_run_loses_and_duplicates_nothing(cluster, tmp_path, mon
     try:
         summary = run_bench(archs, protocol, table, data, executor=losing, progress=False)
         again = run_bench(archs, protocol, table, data, executor=get_executor("ray", device="cpu", workers=1))
-        reference = list(SerialExecutor(device="cpu", threads=1).run(
+        reference = list(SerialExecutor(ExecutorOptions(device="cpu", threads=1)).run(
             [job for job in _jobs(archs, protocol)], RunContext(protocol, data_path=str(data))
         ))  # fmt: skip
     finally:

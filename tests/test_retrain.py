@@ -90,6 +90,7 @@ def test_retrain_with_the_engine_on_cpu(tmp_path, monkeypatch):
     from helpers import TINY, make_imagefolder  # the bench tests' tiny protocol and image folder
 
     from flatnas_bench.bench.driver import resolve_protocol
+    from flatnas_bench.bench.options import ExecutorOptions
     from flatnas_bench.search.retrain import retrain
 
     monkeypatch.setenv("FLATNAS_CACHE", str(tmp_path / "cache"))
@@ -97,7 +98,7 @@ def test_retrain_with_the_engine_on_cpu(tmp_path, monkeypatch):
     protocol = resolve_protocol("proxy", {**TINY, "epochs": 1, "corruption_subset": 4})
     summary = retrain(
         [OTHER], protocol=protocol, data_path=data, table_path=tmp_path / "rt.sqlite", baseline=PICK,
-        out=tmp_path / "report", seeds=[0], threads=1, progress=False,
+        out=tmp_path / "report", seeds=[0], options=ExecutorOptions(threads=1), progress=False,
     )  # fmt: skip
     assert list(summary["role"]) == ["pick", "baseline"] and (summary["n_seeds"] == 1).all()
     assert summary[["test_acc", "flatness_r", "corr_acc_mean"]].notna().all().all()

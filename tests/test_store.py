@@ -162,7 +162,7 @@ def test_a_table_written_before_corr_acc_rel_is_read_and_upgraded(tmp_path):
 
 
 def test_device_failures_stored_by_older_versions_are_not_done(tmp_path):
-    from flatnas_bench.bench.executors import DEVICE_FAILURE_MARKS
+    from flatnas_bench.bench.worker import DEVICE_FAILURE_MARKS
 
     archs = sample_archs(3, seed=0, unique=True)
     with ResultStore(tmp_path / "t.sqlite") as store:

@@ -39,10 +39,14 @@ def test_same_seed_same_weights_on_cpu(data: DeviceData) -> None:
         assert torch.equal(v, w), k
 
 
-def test_row_contract_and_corruptions(data: DeviceData) -> None:
+def _corruption_set() -> CorruptionSet:
     rng = np.random.default_rng(1)
     images = {n: rng.integers(0, 256, (5, 30, 32, 32, 3), dtype=np.uint8) for n in BENCHMARK_CORRUPTIONS}
-    cset = CorruptionSet(images, rng.integers(0, 10, 30))
+    return CorruptionSet(images, rng.integers(0, 10, 30))
+
+
+def test_row_contract_and_corruptions(data: DeviceData) -> None:
+    cset = _corruption_set()
     row = evaluate_candidate(CandidateJob(ARCH, PROTOCOL, 0), data, corruption_set=cset)
     assert tuple(row) == ROW_KEYS and row["error"] is None
     assert row["arch"] == ARCH and row["protocol_hash"] == PROTOCOL.hash
@@ -59,6 +63,49 @@ def test_divergence_is_an_error_row(data: DeviceData) -> None:
     assert row["val_acc"] is None and row["arch"] == ARCH
 
 
-def test_bf16_on_cpu_is_refused(data: DeviceData) -> None:
-    with pytest.raises(ConfigError, match="CUDA"):
+def test_bf16_on_a_cpu_without_it_is_refused(data: DeviceData, monkeypatch) -> None:
+    import flatnas_bench.engine.train as train
+
+    monkeypatch.setattr(train, "cpu_bf16_supported", lambda: False)
+    with pytest.raises(ConfigError, match="needs a CUDA device or a CPU with bf16 instructions"):
         train_model(ARCH, PROTOCOL.replace(precision="bf16"), data, seed=0)
+
+
+def test_a_bf16_protocol_trains_in_bf16_and_evaluates_in_fp32(data: DeviceData, monkeypatch) -> None:
+    """Logits of every forward pass, by phase: bf16 under autocast while training, fp32 without autocast
+    in every evaluation (validation, the flatness draws, test, corruptions); the row's R is fp32's."""
+    import flatnas_bench.engine.train as train
+
+    if not train.cpu_bf16_supported():
+        pytest.skip("this CPU has no native bf16")
+    seen: set[tuple[bool, torch.dtype, bool]] = set()
+    real = train.build_model
+
+    def spied(*args, **kwargs):
+        model = real(*args, **kwargs)
+        hook = lambda m, i, out: seen.add((m.training, out.dtype, torch.is_autocast_enabled("cpu")))  # noqa: E731
+        model.register_forward_hook(hook)
+        return model
+
+    monkeypatch.setattr(train, "build_model", spied)
+    bf16 = PROTOCOL.replace(precision="bf16")
+    row = evaluate_candidate(CandidateJob(ARCH, bf16, 0), data, corruption_set=_corruption_set())
+    assert seen == {(True, torch.bfloat16, True), (False, torch.float32, False)}
+    assert row["error"] is None and row["protocol_hash"] == bf16.hash != PROTOCOL.hash
+    assert row["corr_acc_mean"] is not None and row["flatness_r"] >= 0
+
+
+def test_fp32_evaluation_turns_tf32_off_on_cuda_and_restores_it() -> None:
+    from flatnas_bench.engine.train import fp32_evaluation
+
+    flags = lambda: (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)  # noqa: E731
+    before = flags()
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True  # the fast numerics
+    try:
+        with fp32_evaluation(torch.device("cuda", 1)):
+            assert flags() == (False, False)
+        assert flags() == (True, True)
+        with fp32_evaluation(torch.device("cpu")):
+            assert flags() == (True, True) and not torch.is_autocast_enabled("cpu")
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before

@@ -10,7 +10,7 @@ the ETA and the arch being trained on a terminal, and plain lines (one per candi
 >>> from flatnas_bench.nb201.space import sample_archs
 >>> data = "../shared/data/cifar10/cifar10-jpeg.tar.gz"
 >>> summary = run_bench(sample_archs(20, seed=0, unique=True), "proxy", "runs/proxy.sqlite", data,
-...                     executor="local", workers=2)  # doctest: +SKIP
+...                     executor="local", options=ExecutorOptions(workers=2))  # doctest: +SKIP
 >>> summary.done, summary.failed, summary.skipped  # doctest: +SKIP
 (20, 0, 0)
 """
@@ -32,14 +32,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from flatnas_bench.bench.executors import (
-    DEVICE_FAILURE_MARKS,
-    Executor,
-    RunContext,
-    default_device,
-    get_executor,
-)
+from flatnas_bench.bench.executor import Executor
+from flatnas_bench.bench.executors import get_executor
+from flatnas_bench.bench.options import ExecutorOptions
 from flatnas_bench.bench.progress import progress_display
+from flatnas_bench.bench.worker import DEVICE_FAILURE_MARKS, RunContext
 from flatnas_bench.core.cores import usable_cores
 from flatnas_bench.core.errors import ArchError, ConfigError, DataError
 from flatnas_bench.core.protocol import Protocol, get_protocol
@@ -108,26 +105,33 @@ def resolve_protocol(protocol: Protocol | str, overrides: dict[str, Any] | None 
     return base.replace(**typed)  # unknown names raise ConfigError listing the known ones
 
 
-def run_protocol(protocol: Protocol, device: str | None = None, precision: str | None = None) -> Protocol:
-    """``protocol`` as it runs on ``device`` (default: CUDA when visible): with ``precision`` when given,
-    else bf16 autocast on CUDA for a protocol that says fp32 (every preset does), unchanged on CPU (where
-    bf16 is refused). The hash follows, so GPU bf16 rows never share a key with bit-exact CPU rows.
+def run_protocol(protocol: Protocol, numerics: str = "cpu", precision: str | None = None) -> Protocol:
+    """``protocol`` as an executor whose workers compute with ``numerics`` runs it (``executor.numerics``,
+    one of :data:`~flatnas_bench.core.protocol.NUMERICS`): ``numerics`` set, and ``precision`` when given,
+    else bf16 autocast on CUDA for a protocol that says fp32 (every preset does) and the protocol's own
+    precision on the CPU. The hash follows both, so rows of different numerics or training precision never
+    share a key (CPU fp32 rows keep the hashes of earlier versions).
 
-    bf16 off CUDA is a :class:`ConfigError` here, before anything runs: raised in the workers instead, it
-    would be stored as every candidate's failed row (and those rows skipped on the next run).
+    bf16 on a CPU without native bf16 is a :class:`ConfigError` here, before anything runs: raised in the
+    workers instead, it would be stored as every candidate's failed row (and those rows skipped after).
 
     >>> proxy = get_protocol("proxy")
-    >>> run_protocol(proxy, "cuda").precision, run_protocol(proxy, "cpu").precision
-    ('bf16', 'fp32')
+    >>> run_protocol(proxy, "cuda-fast").precision, run_protocol(proxy, "cpu").hash == proxy.hash
+    ('bf16', True)
     """
-    on_cuda = (device or default_device()).startswith("cuda")
+    on_cuda = numerics.startswith("cuda")
     if precision is not None:
         protocol = protocol.replace(precision=precision)
     elif on_cuda and protocol.precision == "fp32":
         protocol = protocol.replace(precision="bf16")
     if protocol.precision == "bf16" and not on_cuda:
-        raise ConfigError(f"precision 'bf16' needs a CUDA device (got {device or 'cpu'}); use fp32 on CPU")
-    return protocol
+        from flatnas_bench.engine.train import cpu_bf16_supported
+
+        if not cpu_bf16_supported():
+            raise ConfigError(
+                "precision 'bf16' needs a CUDA device or a CPU with bf16 instructions; use fp32"
+            )
+    return protocol.replace(numerics=numerics)
 
 
 def _coerce(key: str, value: Any, current: Any) -> Any:
@@ -314,15 +318,11 @@ def run_bench(
     data_path: str | os.PathLike[str],
     executor: Executor | str = "serial",
     seeds: Sequence[int] = (0,),
-    workers: int | None = None,
+    *,
+    options: ExecutorOptions | None = None,
     retry_failed: bool = False,
     progress: bool = True,
-    *,
     corruptions: str | os.PathLike[str] | None = None,
-    device: str | None = None,
-    threads: int | None = None,
-    workers_per_gpu: int | None = None,
-    deterministic: bool = False,
     precision: str | None = None,
     save_weights: str | os.PathLike[str] | None = None,
 ) -> BenchSummary:
@@ -330,14 +330,15 @@ def run_bench(
 
     ``protocol`` is a :class:`Protocol` or a registered name; ``data_path`` any layout
     :func:`flatnas_bench.engine.data.load_images` reads. ``executor`` is a name from
-    :func:`~flatnas_bench.bench.executors.list_executors` (built with ``workers``, ``device``, ``threads``,
-    ``workers_per_gpu``) or a ready :class:`Executor`. Pairs already stored are skipped, failed ones too
+    :func:`~flatnas_bench.bench.executors.list_executors` (built with ``options``: device, workers,
+    threads, workers per GPU, CUDA determinism) or a ready :class:`Executor`. Rows are keyed by the
+    executor's numerics (:func:`run_protocol`). Pairs already stored are skipped, failed ones too
     unless ``retry_failed``. ``corruptions`` is an official CIFAR-C directory, used when the protocol's
     ``corruption_subset`` > 0 (otherwise corruptions are generated once and cached). Every result is
     committed as it arrives. The first SIGINT / SIGTERM (Ctrl-C) lets the candidates in flight finish and
     commits them, then raises KeyboardInterrupt; a second one, or a kill, loses only those in flight.
-    On CUDA an fp32 protocol runs in bf16 autocast unless ``precision="fp32"`` (see :func:`run_protocol`).
-    ``deterministic`` asks CUDA workers for deterministic kernels without TF32 (slower; CPU always is).
+    On CUDA an fp32 protocol trains in bf16 autocast unless ``precision="fp32"`` (see :func:`run_protocol`);
+    evaluation is fp32 in every case.
     ``progress`` shows a live display on a terminal and plain lines when stderr is a log file.
     ``save_weights``: a directory that keeps each new row's trained network (:mod:`~.engine.weights`).
     """
@@ -347,10 +348,8 @@ def run_bench(
     start = time.perf_counter()
     canonical, isomorphs, seeds = _bench_inputs(archs, seeds)
     if isinstance(executor, str):
-        executor = get_executor(
-            executor, device=device, threads=threads, workers=workers, workers_per_gpu=workers_per_gpu
-        )
-    protocol = run_protocol(resolve_protocol(protocol), executor.device, precision)
+        executor = get_executor(executor, options)
+    protocol = run_protocol(resolve_protocol(protocol), executor.numerics, precision)
     find_layout(data_path, protocol.dataset)  # a wrong path fails here, before any display or table
     counts, jobs = {"ok": 0, "failed": 0}, []
     title = f"bench {protocol.name} {protocol.hash} on {executor.describe()}"
@@ -370,7 +369,6 @@ def run_bench(
                     protocol,
                     data_path=str(data_path),
                     corruption_set=corruption_set_for(protocol, data_path, corruptions),
-                    deterministic=deterministic,
                     save_weights=None if save_weights is None else str(Path(save_weights).resolve()),
                 )
                 display.begin(len(jobs), len(canonical) * len(seeds) - len(jobs))

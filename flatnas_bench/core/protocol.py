@@ -35,6 +35,10 @@ OPTIMIZERS = ("sgd",)
 SAM_VARIANTS = ("none", "sam", "asam")
 PRECISIONS = ("fp32", "bf16")
 CORRUPTION_RESOLUTIONS = ("native", "input")
+# how the kernels compute, which changes the numbers as much as the precision does: bit-exact by seed on
+# the CPU (for a given thread count), deterministic CUDA kernels without TF32, or CUDA with TF32 and
+# cudnn.benchmark (fast, last bits may differ run to run)
+NUMERICS = ("cpu", "cuda-deterministic", "cuda-fast")
 # The fields every hash covers, whatever their value: those of the 0.1 and 0.2 tables (never add to this).
 HASHED_SINCE_0_1 = frozenset(
     ("dataset", "split", "val_size", "train_subset", "test_size", "resolution", "crop_pad", "seed",
@@ -85,7 +89,8 @@ class Protocol:
     # every input; "input": the CIFAR-10-C operations applied to test images already at `resolution`
     # ("CIFAR-10-C operations at 16 px", not CIFAR-10-C; docs/corruptions.md). The same when resolution = 32.
     corruption_resolution: str = "native"
-    precision: str = "fp32"  # "fp32", or "bf16" autocast (CUDA only)
+    precision: str = "fp32"  # training: "fp32", or "bf16" autocast (CUDA, bf16 CPUs); evaluation is fp32
+    numerics: str = "cpu"  # one of NUMERICS, as the workers run (numerics_for); set by the bench driver
 
     def __post_init__(self) -> None:
         def check(ok: bool, what: str) -> None:
@@ -115,6 +120,7 @@ class Protocol:
             f"corruption_resolution {self.corruption_resolution!r} not one of "
             f"{', '.join(CORRUPTION_RESOLUTIONS)}",
         )
+        check(self.numerics in NUMERICS, f"numerics {self.numerics!r} not one of {', '.join(NUMERICS)}")
         for field in ("epochs", "batch_size", "C", "N", "resolution"):
             check(getattr(self, field) >= 1, f"{field} must be >= 1, got {getattr(self, field)}")
         for field in (
@@ -157,6 +163,18 @@ class Protocol:
                 f"unknown protocol field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
         return dataclasses.replace(self, **overrides)
+
+
+def numerics_for(device: str, deterministic: bool = False) -> str:
+    """The :data:`NUMERICS` a worker computing on ``device`` runs: ``"cpu"`` (``deterministic`` changes
+    nothing there), else ``"cuda-deterministic"`` or ``"cuda-fast"``.
+
+    >>> numerics_for("cpu", True), numerics_for("cuda:1", True), numerics_for("cuda")
+    ('cpu', 'cuda-deterministic', 'cuda-fast')
+    """
+    if not device.startswith("cuda"):
+        return "cpu"
+    return "cuda-deterministic" if deterministic else "cuda-fast"
 
 
 PROTOCOLS: Registry[Callable[[], Protocol]] = Registry("protocol")

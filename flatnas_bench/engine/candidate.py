@@ -114,16 +114,12 @@ def evaluate_candidate(
 
     start = time.perf_counter()
     val_x = data.normalize(data.val_x)  # normalised once: flatness evaluates it 1 + M times
-    flat = flatness(
-        model, val_x, data.val_y, protocol.flatness_sigma, protocol.flatness_draws, job.seed,
-        precision=protocol.precision,
-    )  # fmt: skip
+    # every measurement below is fp32 whatever the training precision (train.fp32_evaluation)
+    flat = flatness(model, val_x, data.val_y, protocol.flatness_sigma, protocol.flatness_draws, job.seed)
     row.update(val_acc=flat.acc, val_loss=flat.loss, flatness_r=flat.r, flatness_r_std=flat.r_std)
     row["flatness_r_se"] = flat.r_se
     row.update(loss_sharpness=flat.loss_sharpness)
-    correct, losses = predict(
-        model, data.test_x, data.test_y, precision=protocol.precision, transform=data.normalize
-    )
+    correct, losses = predict(model, data.test_x, data.test_y, transform=data.normalize)
     row["test_acc"], row["test_loss"] = 100.0 * correct.float().mean().item(), losses.mean().item()
     if corruption_set is not None and protocol.corruption_subset > 0:
         row.update(_corruption_row(model, data, corruption_set, protocol, row["test_acc"]))
@@ -138,7 +134,7 @@ def _corruption_row(model, data: DeviceData, corruption_set, protocol: Protocol,
     from flatnas_bench.corruptions.robustness import corruption_metrics
 
     groups, x, y = data.corruption_tensors(corruption_set, protocol.corruption_subset)
-    correct, _ = predict(model, x, y, precision=protocol.precision, transform=data.normalize)
+    correct, _ = predict(model, x, y, transform=data.normalize)
     accs = (correct.view(len(groups), -1).float().mean(1) * 100).tolist()
     metrics = corruption_metrics(dict(zip(groups, accs, strict=True)), clean_acc)
     return {

@@ -3,7 +3,9 @@ error is defined in :mod:`flatnas_bench.search.fom`).
 
 R(sigma, M) = (1/M) sum_m |A(w) - A(w + sigma * w * eps_m)|, eps_m ~ N(0, I) over every parameter (conv and
 linear weights, biases, BN gamma and beta), A = top-1 accuracy in % on the validation split, network in
-eval mode, BN running statistics neither perturbed nor recalibrated. Smaller R = flatter. The noise comes
+eval mode, BN running statistics neither perturbed nor recalibrated, every pass in fp32 (TF32 off on
+CUDA; :func:`~flatnas_bench.engine.train.fp32_evaluation`) whatever the training precision. Smaller R =
+flatter. The noise comes
 from a CPU ``torch.Generator`` seeded by ``seed`` (same weights and seed give the same R bit for bit on
 CPU, and the same noise on every device; on CUDA it reaches the GPU through pinned buffers without
 blocking); weights are perturbed in place from one saved flat copy and restored exactly afterwards.
@@ -77,7 +79,6 @@ def perturbation_outcomes(
     draws: int = 20,
     seed: int = 0,
     batch_size: int = 1000,
-    precision: str = "fp32",
 ) -> PerturbationOutcomes:
     """Per-image outcomes of ``model`` on normalised images ``x`` before and under ``draws`` seeded
     multiplicative perturbations w' = w + sigma * w * eps of every parameter (eps ~ N(0, I), drawn on the
@@ -88,12 +89,12 @@ def perturbation_outcomes(
         flat = torch.cat([p.detach().reshape(-1) for p in params])  # the one saved copy
         sizes = [p.numel() for p in params]
         generator = torch.Generator().manual_seed(seed)
-        correct0, loss0 = predict(model, x, y, batch_size, precision)
+        correct0, loss0 = predict(model, x, y, batch_size)
         correct, losses = [], []
         try:
             for eps in _noise(generator, flat.numel(), draws, flat.device):
                 _load(params, (flat + sigma * flat * eps).split(sizes))
-                c, loss = predict(model, x, y, batch_size, precision)
+                c, loss = predict(model, x, y, batch_size)
                 correct.append(c)  # kept on the device until the end: no synchronisation per draw
                 losses.append(loss)
         finally:
@@ -118,21 +119,23 @@ def _noise(
     """The ``draws`` noise vectors eps ~ N(0, I), drawn on the CPU from ``generator`` (the same numbers on
     every device), on ``device``. On CUDA they go through two pinned buffers by non-blocking copies: the
     next draw is generated while the GPU still evaluates this one, and a buffer is reused only once its
-    copy has finished."""
+    copy has finished. Every CUDA call names ``device`` (its stream, its context), so on ``cuda:1`` the
+    wait covers that device's copy, not one on the current device."""
     if device.type != "cuda":
         for _ in range(draws):
             yield torch.randn(numel, generator=generator)
         return
-    buffers = [torch.empty(numel, pin_memory=True) for _ in range(2)]
+    with torch.cuda.device(device):  # the pinned buffers belong to this device's context
+        buffers = [torch.empty(numel, pin_memory=True) for _ in range(2)]
     copied: list[torch.cuda.Event | None] = [None, None]
     for k in range(draws):
         slot = k % 2
         if copied[slot] is not None:
             copied[slot].synchronize()
         torch.randn(numel, generator=generator, out=buffers[slot])
-        eps = buffers[slot].to(device, non_blocking=True)
+        eps = buffers[slot].to(device, non_blocking=True)  # enqueued on the device's current stream
         copied[slot] = torch.cuda.Event()
-        copied[slot].record()
+        copied[slot].record(torch.cuda.current_stream(device))
         yield eps
 
 
@@ -144,10 +147,9 @@ def flatness(
     draws: int = 20,
     seed: int = 0,
     batch_size: int = 1000,
-    precision: str = "fp32",
 ) -> Flatness:
     """R(sigma, M=draws) of ``model`` on normalised validation images ``x`` with labels ``y``.
 
     Every parameter is scaled multiplicatively, w' = w + sigma * w * eps (see :func:`perturbation_outcomes`).
     """
-    return perturbation_outcomes(model, x, y, sigma, draws, seed, batch_size, precision).summary()
+    return perturbation_outcomes(model, x, y, sigma, draws, seed, batch_size).summary()

@@ -1,5 +1,5 @@
 """The training hot path, top to bottom: data on the device -> TinyNetwork (channels_last, bf16 autocast
-on CUDA) -> SGD or SAM step -> evaluation.
+when the protocol asks) -> SGD or SAM step -> evaluation (always fp32).
 
 No framework and no per-image Python: :class:`~flatnas_bench.engine.device_data.DeviceData` hands over whole
 augmented
@@ -18,7 +18,7 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -48,13 +48,42 @@ class TrainStats:
 
 
 def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
-    """The autocast context for ``precision``: none for fp32, bf16 autocast on CUDA; bf16 elsewhere is
-    refused (CPU bf16 autocast is slower than fp32 for these small convolutions)."""
+    """The training autocast context for ``precision``: none for fp32; bf16 autocast on CUDA, and on a CPU
+    with native bf16 (:func:`cpu_bf16_supported`); bf16 on another CPU is refused."""
     if precision == "fp32":
         return contextlib.nullcontext()
-    if precision == "bf16" and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    raise ConfigError(f"precision {precision!r} needs a CUDA device (got {device}); use precision='fp32'")
+    if precision == "bf16" and (device.type == "cuda" or cpu_bf16_supported()):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    raise ConfigError(
+        f"precision {precision!r} needs a CUDA device or a CPU with bf16 instructions (got {device}); "
+        "use precision='fp32'"
+    )
+
+
+def cpu_bf16_supported() -> bool:
+    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX, as oneDNN sees it): where it does,
+    bf16 autocast can train faster than fp32 (``bench --plan`` times both)."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN's bf16 query
+        return False
+
+
+@contextlib.contextmanager
+def fp32_evaluation(device: torch.device) -> Iterator[None]:
+    """Evaluation numerics: no autocast, and on CUDA no TF32 (restored after), so accuracies, losses and
+    the flatness draws are fp32 whatever the training precision: bf16 logits would flip near-ties
+    differently under each perturbation and inflate R."""
+    with torch.autocast(device.type, enabled=False):
+        if device.type != "cuda":
+            yield
+            return
+        flags = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+        try:
+            yield
+        finally:
+            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
 
 
 def configure_numerics(device: torch.device | str, deterministic: bool = False) -> None:
@@ -104,7 +133,8 @@ def train_model(
     """Train ``arch`` under ``protocol`` on ``data`` (already on its device); same seed, same numbers on CPU.
 
     The seed fixes initialisation, batch order and augmentation. Returns the model (train mode) and
-    :class:`TrainStats`. Raises :class:`Diverged` on a NaN/inf loss, ConfigError on bf16 without CUDA.
+    :class:`TrainStats`. Raises :class:`Diverged` on a NaN/inf loss, ConfigError on bf16 where neither
+    CUDA nor the CPU supports it.
     """
     device = data.device
     amp = autocast(protocol.precision, device)
@@ -173,30 +203,29 @@ def predict(
     x: torch.Tensor,
     y: torch.Tensor,
     batch_size: int = 1000,
-    precision: str = "fp32",
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image (correct: bool, cross-entropy loss: float32) of ``model`` in eval mode on ``x``: normalised
-    images, or raw ones with ``transform`` (e.g. ``data.normalize``) applied batch by batch."""
+    images, or raw ones with ``transform`` (e.g. ``data.normalize``) applied batch by batch. Always fp32
+    (:func:`fp32_evaluation`), whatever precision the model was trained in."""
     was_training = model.training
     model.eval()
-    amp = autocast(precision, x.device)
     correct, losses = [], []
-    for start in range(0, len(y), batch_size):
-        xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-        if transform is not None:
-            xb = transform(xb)
-        with amp:
+    with fp32_evaluation(x.device):
+        for start in range(0, len(y), batch_size):
+            xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+            if transform is not None:
+                xb = transform(xb)
             out = model(xb).float()
-        correct.append(out.argmax(1) == yb)
-        losses.append(nn.functional.cross_entropy(out, yb, reduction="none"))
+            correct.append(out.argmax(1) == yb)
+            losses.append(nn.functional.cross_entropy(out, yb, reduction="none"))
     model.train(was_training)
     return torch.cat(correct), torch.cat(losses)
 
 
 def evaluate(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000, precision: str = "fp32"
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000
 ) -> tuple[float, float]:
     """(top-1 accuracy in %, mean cross-entropy) of ``model`` in eval mode on normalised images ``x``."""
-    correct, losses = predict(model, x, y, batch_size, precision)
+    correct, losses = predict(model, x, y, batch_size)
     return 100.0 * correct.float().mean().item(), losses.mean().item()

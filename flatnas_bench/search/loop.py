@@ -37,6 +37,8 @@ import numpy as np
 import pandas as pd
 
 from flatnas_bench.bench.driver import run_bench, run_protocol
+from flatnas_bench.bench.executors import get_executor
+from flatnas_bench.bench.options import ExecutorOptions
 from flatnas_bench.core.errors import ConfigError, TableError
 from flatnas_bench.core.protocol import get_protocol
 from flatnas_bench.core.results import failed
@@ -160,27 +162,23 @@ class EngineEvaluator:
         *,
         executor: Any = "serial",
         seeds: Sequence[int] = (0,),
+        options: ExecutorOptions | None = None,
         **bench_options: Any,
     ) -> None:
         protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
-        # as run_bench keys its rows: bf16 on CUDA unless a precision is given
-        self.protocol = run_protocol(protocol, bench_options.get("device"), bench_options.get("precision"))
+        if isinstance(executor, str):  # one pool for every generation: see close()
+            executor = get_executor(executor, options, keep_alive=True)
+        self.executor = executor
+        # as run_bench keys its rows: the executor's numerics, bf16 on CUDA unless a precision is given
+        self.protocol = run_protocol(protocol, executor.numerics, bench_options.get("precision"))
         self.table_path = Path(table_path)
         self.data_path = Path(data_path)
         self.seeds = list(seeds)
         self.bench_options = bench_options
-        self.executor = executor
-        if isinstance(executor, str) and executor != "serial":  # one pool for every generation: see close()
-            from flatnas_bench.bench.executors import get_executor
-
-            names = ("device", "threads", "workers", "workers_per_gpu")
-            options = {name: bench_options.pop(name) for name in names if name in bench_options}
-            self.executor = get_executor(executor, keep_alive=True, **options)
 
     def close(self) -> None:
         """Stop the worker pool kept alive across the loop's generations."""
-        if not isinstance(self.executor, str):
-            self.executor.close()
+        self.executor.close()
 
     def archive(self) -> BenchTable:
         rows = pd.DataFrame(columns=["arch", "protocol", "seed"])
