@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from flatnas_bench.bench.driver import resolve_protocol
+from flatnas_bench.bench.options import ExecutorOptions
 from flatnas_bench.core.errors import ConfigError
 from flatnas_bench.core.results import CORRUPTION_FAMILIES, corr_rel_column, per_seed
 from flatnas_bench.search.api import run_search
@@ -237,8 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     table_path = args.out / "experiment.sqlite"
     baseline = picks.loc[picks["alpha"] == 1.0, "arch"].iloc[0]
     retrain(archs, protocol=protocol, data_path=args.data, table_path=table_path, baseline=baseline,
-            out=args.out / "retrain", seeds=seeds, executor=args.executor, workers=args.workers,
-            threads=args.threads, progress=False)  # fmt: skip
+            out=args.out / "retrain", seeds=seeds, executor=args.executor,
+            options=ExecutorOptions(workers=args.workers, threads=args.threads), progress=False)  # fmt: skip
     long = measured_rows(table_path, protocol.name, archs, seeds)
     size = dict(zip(picks["arch"], picks["params_m"], strict=True))  # the budget's unit, not the proxy's
     long = long.assign(params_m=long["arch"].map(size))

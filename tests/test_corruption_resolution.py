@@ -13,6 +13,7 @@ from test_corruptions import smooth_images
 from typer.testing import CliRunner
 
 from flatnas_bench.bench.driver import balanced_subset, corruption_set_for, run_bench
+from flatnas_bench.bench.options import ExecutorOptions
 from flatnas_bench.core.errors import ConfigError
 from flatnas_bench.corruptions import operations as C
 from flatnas_bench.corruptions.generate import generate_corruption_set, write_corruption_set
@@ -89,7 +90,7 @@ def test_a_set_at_the_input_resolution_reaches_the_candidate(tmp_path, tiny_data
     monkeypatch.setattr(DeviceData, "corruption_tensors", spy)
     table = tmp_path / "t.sqlite"
     for protocol in (native, at_input):
-        run_bench([CONV], protocol, table, tiny_data, progress=False, threads=1)
+        run_bench([CONV], protocol, table, tiny_data, progress=False, options=ExecutorOptions(threads=1))
     with ResultStore(table, readonly=True) as store:
         rows = store.to_frame().set_index("protocol_hash")
         cards = dict(zip(store.protocols()["hash"], store.protocols()["card"], strict=True))
