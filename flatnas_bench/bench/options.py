@@ -13,11 +13,11 @@ flatnas_bench.core.errors.ConfigError: workers must be >= 1, got 0
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from flatnas_bench.core.errors import ConfigError
+from flatnas_bench.core.protocol import checked_replace
 
 DEFAULT_WORKERS_PER_GPU = 4  # NB201 networks are small: one candidate leaves most of a modern GPU idle
 
@@ -48,10 +48,4 @@ class ExecutorOptions:
 
     def replace(self, **changes: Any) -> ExecutorOptions:
         """A copy with ``changes``; None values leave a field as it is, unknown names raise ConfigError."""
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(changes) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown executor option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        return checked_replace(self, "executor option", {k: v for k, v in changes.items() if v is not None})

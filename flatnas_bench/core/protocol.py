@@ -156,13 +156,17 @@ class Protocol:
 
     def replace(self, **overrides: Any) -> Protocol:
         """A copy with some fields changed; unknown field names raise ConfigError."""
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown protocol field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
-        return dataclasses.replace(self, **overrides)
+        return checked_replace(self, "protocol field", overrides)
+
+
+def checked_replace(config: Any, what: str, changes: dict[str, Any]) -> Any:
+    """``dataclasses.replace(config, **changes)``, a name that is no field of it a one-line ConfigError
+    naming every ``what`` there is (the protocol's, the executor options')."""
+    known = {f.name for f in dataclasses.fields(config)}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise ConfigError(f"unknown {what}(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return dataclasses.replace(config, **changes)
 
 
 def numerics_for(device: str, deterministic: bool = False) -> str:
