@@ -190,14 +190,16 @@ def test_baselines_with_the_engine(name, tmp_path, monkeypatch):
     from helpers import TINY, make_imagefolder
 
     from flatnas_bench.bench.driver import resolve_protocol
+    from flatnas_bench.bench.options import ExecutorOptions
     from flatnas_bench.search.loop import EngineEvaluator
 
     monkeypatch.setenv("FLATNAS_CACHE", str(tmp_path / "cache"))
     data = make_imagefolder(tmp_path / "images", train_per_class=8, test_per_class=2)
     protocol = resolve_protocol("proxy", {**TINY, "epochs": 1, "flatness_draws": 1})
+    one_thread = ExecutorOptions(threads=1)
 
     def engine() -> EngineEvaluator:
-        return EngineEvaluator(protocol, tmp_path / "loop.sqlite", data, threads=1, progress=False)
+        return EngineEvaluator(protocol, tmp_path / "loop.sqlite", data, options=one_thread, progress=False)
 
     specs = ["val_acc:max", "params"]
     first = run_loop(engine(), specs, config=LoopConfig(budget=3, n_init=2, k=1), strategy=name)
