@@ -421,13 +421,19 @@ def deterministic_twice(run: Run) -> dict[str, Any]:
 
 
 def _job_protocol(run: Run, numerics: str, steps: int, **extra: Any) -> Protocol:
-    """The ``flatnas`` setting cut to one epoch of ``steps`` steps and a small evaluation, as ``numerics``
-    (bf16 on CUDA) runs it."""
-    p = run.settings["flatnas"]
-    short = p.replace(epochs=1, train_subset=steps * p.batch_size, flatness_draws=5, corruption_subset=0,
-                      val_size=min(500, p.val_size), test_size=min(500, p.test_size))  # fmt: skip
-    short = short.replace(**extra)
+    """The ``flatnas`` setting cut to about ``steps`` optimiser steps (epochs over the training images
+    there are) and a small evaluation, as ``numerics`` (bf16 on CUDA) runs it (:func:`job_steps`)."""
+    p = run.settings["flatnas"].replace(**{"flatness_draws": 5, "corruption_subset": 0, **extra})
+    val = min(500, p.val_size)
+    per_epoch = max(1, min(steps * p.batch_size, len(run.dataset.train) - val) // p.batch_size)
+    short = p.replace(epochs=max(1, round(steps / per_epoch)), train_subset=per_epoch * p.batch_size,
+                      val_size=val, test_size=min(500, p.test_size))  # fmt: skip
     return run_protocol(short, numerics, None if numerics.startswith("cuda") else "fp32")
+
+
+def job_steps(p: Protocol) -> int:
+    """Optimiser steps of one job under ``p`` (its epochs over ``train_subset`` images, whole batches)."""
+    return p.epochs * (p.train_subset // p.batch_size)
 
 
 def end_to_end(run: Run) -> dict[str, Any]:
@@ -463,6 +469,7 @@ def candidates_per_gpu(run: Run, deadline: float) -> dict[str, Any]:
     steps = max(2, round(run.sizes["job_s"] * rate / p.batch_size))
     job = _job_protocol(run, executor.numerics, steps, flatness_draws=1, val_size=min(200, p.val_size))
     context = RunContext(job, splits=splits_for(run.dataset, job))
+    steps = job_steps(job)
     out: dict[str, Any] = {"steps per job": steps}
     try:
         start = time.perf_counter()
