@@ -21,7 +21,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -34,6 +34,9 @@ from flatnas_bench.engine.flatness import flatness
 from flatnas_bench.engine.train import Diverged, numerics_label, predict, train_model
 from flatnas_bench.nb201.costs import arch_costs
 from flatnas_bench.nb201.space import as_arch
+
+if TYPE_CHECKING:
+    from flatnas_bench.corruptions.robustness import CorruptionSet
 
 ROW_KEYS = tuple(RESULT_COLUMNS)  # the result row's keys, in contract order
 
@@ -65,7 +68,7 @@ def device_name(device: torch.device) -> str:
 def evaluate_candidate(
     job: CandidateJob,
     data: DeviceData | None = None,
-    corruption_set: Any = None,
+    corruption_set: CorruptionSet | None = None,
     device: str | torch.device | None = None,
     *,
     data_path: str | os.PathLike | None = None,
@@ -129,7 +132,13 @@ def evaluate_candidate(
     return complete_row(row)
 
 
-def _corruption_row(model, data: DeviceData, corruption_set, protocol: Protocol, clean_acc: float) -> dict:
+def _corruption_row(
+    model: torch.nn.Module,
+    data: DeviceData,
+    corruption_set: CorruptionSet,
+    protocol: Protocol,
+    clean_acc: float,
+) -> dict[str, Any]:
     """corr_acc_mean, mce and corr_per from one batched pass over every (corruption, severity) subset."""
     from flatnas_bench.corruptions.robustness import corruption_metrics
 
