@@ -341,6 +341,22 @@ def test_bf16_on_a_cpu_without_it_is_refused_before_any_row_is_written(env, tmp_
     assert committed_rows(table) == 0
 
 
+def test_bf16_on_a_cpu_with_it_trains_under_its_own_hash(env, tmp_path):
+    """``--precision bf16`` on a CPU with native bf16: the rows go under the bf16 protocol's own hash."""
+    if not flatnas_bench.engine.train.cpu_bf16_supported():
+        pytest.skip("this CPU has no native bf16")
+    table = tmp_path / "t.sqlite"
+    result = invoke(*bench_args(env["data"], table, "--device", "cpu", "--precision", "bf16", "--archs", "1"))
+    assert result.exit_code == 0, result.output
+    bf16 = tiny_protocol(precision="bf16")
+    assert bf16.hash != tiny_protocol().hash and f"protocol proxy {bf16.hash}" in result.output
+    with ResultStore(table, readonly=True) as store:
+        frame = store.to_frame()
+        (card,) = store.protocols()["card"]
+    assert (card["precision"], card["numerics"]) == ("bf16", "cpu") and frame["error"].isna().all()
+    assert set(frame["protocol_hash"]) == {bf16.hash} and frame["val_acc"].notna().all()
+
+
 def test_workers_per_gpu_sets_the_workers_of_each_gpu(env, tmp_path, monkeypatch):
     """Without a GPU here: the executor the CLI builds, on two pretend GPUs."""
     built = {}
