@@ -248,6 +248,20 @@ def test_cuda_runs_default_to_bf16_and_every_numerics_and_precision_has_its_own_
             run_protocol(asked, "cpu", precision="bf16" if asked is proxy else None)
 
 
+def test_the_bundled_rows_keep_their_key_under_a_cpu_run():
+    """A CPU bench of the bundled protocol today keys its rows as the 0.2 table did (a run resumes it)."""
+    import pandas as pd
+
+    from flatnas_bench.bench.driver import run_protocol
+    from flatnas_bench.bench.executors import get_executor
+    from flatnas_bench.tables.bundled import bundled_table_path
+
+    stored = set(pd.read_csv(bundled_table_path(), usecols=["protocol_hash"])["protocol_hash"])
+    for name in ("serial", "local"):
+        executor = get_executor(name, device="cpu", workers=1, deterministic=True)
+        assert {run_protocol(resolve_protocol("proxy"), executor.numerics).hash} == stored == {"e6c3fcf12411"}
+
+
 def test_the_row_says_how_cuda_computed():
     from flatnas_bench.engine.train import configure_numerics, numerics_label
 
