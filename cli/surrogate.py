@@ -97,8 +97,8 @@ def fit_surrogate_command(
     from flatnas_bench.bench.driver import parse_settings
     from flatnas_bench.tables.readers import load_table
     from surrogates import fit_surrogate
-    from surrogates.api import FEW_CLASSES
     from surrogates.base import surrogate_class
+    from surrogates.fit import FEW_CLASSES
 
     surrogate_class(model)  # an unknown model fails before the table is read
     names = [t.strip() for t in targets.split(",") if t.strip()]
@@ -227,7 +227,7 @@ def query_command(
     if as_json:
         typer.echo(_query_json(model, wanted, chosen))
         return
-    from surrogates.api import query_columns
+    from surrogates.surrogate_set import query_columns
 
     columns = query_columns(model, wanted, chosen)
     shown = [model.resolve(t) for t in chosen] if chosen else model.targets

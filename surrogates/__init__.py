@@ -8,9 +8,10 @@
 from __future__ import annotations
 
 from surrogates import xgb  # noqa: F401  (registers "xgboost")
-from surrogates.api import SurrogateSet, fit_surrogate, load_surrogate, query
 from surrogates.base import Surrogate, create_surrogate, list_surrogates, register_surrogate
+from surrogates.fit import fit_surrogate
 from surrogates.metrics import cross_validate, kfold_indices, rank_metrics
+from surrogates.surrogate_set import SurrogateSet, load_surrogate, query
 
 __all__ = [
     "Surrogate",

@@ -2,7 +2,7 @@
 
 A surrogate models *one* target: ``fit(X, y)`` on a feature matrix, ``predict(X)`` returning the ensemble
 mean and std, ``save`` / ``load`` in the model library's own non-pickle format, and ``report()`` with its
-hyperparameters. :class:`surrogates.api.SurrogateSet` holds one per target.
+hyperparameters. :class:`surrogates.surrogate_set.SurrogateSet` holds one per target.
 
 >>> "xgboost" in list_surrogates()
 True

@@ -192,7 +192,7 @@ def test_table_reliability_by_command(table_csv, tmp_path):
 
 
 def test_a_relative_robustness_target_gets_its_noise_ceiling(table_csv):
-    from surrogates.api import noise_ceilings
+    from surrogates.fit import noise_ceilings
 
     ceilings = noise_ceilings(load_table(table_csv), ["cifar10_corr_rel_weather_proxy"], boot=0)
     weather = ceilings["cifar10_corr_rel_weather_proxy"]

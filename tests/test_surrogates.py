@@ -24,8 +24,8 @@ from surrogates import (
     query,
     rank_metrics,
 )
-from surrogates.api import class_means
 from surrogates.features import cell_stats, featurize
+from surrogates.fit import class_means
 from surrogates.zero_cost import PROXIES, ZeroCostConfig, zero_cost_matrix
 
 FAST = {"n_estimators": 20}  # boosting rounds: enough to learn the synthetic target, fast on 2 cores
