@@ -44,9 +44,10 @@ import pandas as pd
 from flatnas_bench.nb201.space import Arch, canonical_archs
 from flatnas_bench.search.context import ObjectiveContext
 from flatnas_bench.search.engine import exhaustive
+from flatnas_bench.search.evaluators import TableOracle
 from flatnas_bench.search.fom import alpha_norm
 from flatnas_bench.search.fronts import Bounds, hypervolume, pareto_front
-from flatnas_bench.search.loop import LoopConfig, TableOracle, run_loop
+from flatnas_bench.search.loop import LoopConfig, run_loop
 from flatnas_bench.search.objectives import LIVE_CONSTRAINT, make_constraint, make_objectives
 from flatnas_bench.search.strategy import list_strategies, make_strategy
 from flatnas_bench.tables.bundled import bundled_surrogate_dir

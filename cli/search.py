@@ -144,7 +144,8 @@ def loop_command(
 ) -> None:
     """Search to a budget of evaluated archs: the FlatNAS loop (sample, fit, search the surrogate, evaluate
     spread picks, repeat) or a baseline strategy; resumable."""
-    from flatnas_bench.search.loop import EngineEvaluator, LoopConfig, TableOracle, run_loop
+    from flatnas_bench.search.evaluators import EngineEvaluator, TableOracle
+    from flatnas_bench.search.loop import LoopConfig, run_loop
     from flatnas_bench.search.strategy import STRATEGIES
 
     STRATEGIES.get(strategy)  # an unknown name fails before anything is evaluated

@@ -11,8 +11,9 @@ from flatnas_bench.core.errors import ConfigError, TableError
 from flatnas_bench.nb201.encodings import live_route_counts
 from flatnas_bench.nb201.space import Arch, canonical_archs
 from flatnas_bench.search.engine import SearchConfig, exhaustive
+from flatnas_bench.search.evaluators import TableOracle
 from flatnas_bench.search.flatnas import FlatNAS, spread_picks
-from flatnas_bench.search.loop import LoopConfig, TableOracle, needed_targets, run_loop
+from flatnas_bench.search.loop import LoopConfig, needed_targets, run_loop
 from flatnas_bench.search.objectives import Objective
 from flatnas_bench.tables.readers import load_table
 
@@ -115,7 +116,7 @@ def test_loop_with_the_engine_completes_and_resumes(tmp_path, monkeypatch):
 
     from flatnas_bench.bench.driver import resolve_protocol
     from flatnas_bench.bench.options import ExecutorOptions
-    from flatnas_bench.search.loop import EngineEvaluator
+    from flatnas_bench.search.evaluators import EngineEvaluator
 
     monkeypatch.setenv("FLATNAS_CACHE", str(tmp_path / "cache"))
     data = make_imagefolder(tmp_path / "images", train_per_class=8, test_per_class=2)

@@ -85,3 +85,13 @@ def test_registry_lists_in_registration_order_and_refuses_a_taken_name() -> None
     with pytest.raises(ConfigError, match=r"^unknown fruit 'fig'; known: pear, apple$"):
         fruits.get("fig")
     assert "fig" not in fruits and repr(fruits) == "Registry('fruit': pear, apple)"
+
+
+def test_a_declared_order_lists_first_whatever_the_registration_order() -> None:
+    # entries registering from several modules: which registers first depends on the caller's imports
+    colours: Registry[str] = Registry("colour", order=("red", "green", "blue"))
+    for name in ("blue", "cyan", "red"):
+        colours.add(name, name)
+    assert colours.names() == list(colours) == ["red", "blue", "cyan"]
+    with pytest.raises(ConfigError, match=r"^unknown colour 'green'; known: red, blue, cyan$"):
+        colours.get("green")

@@ -19,7 +19,8 @@ from flatnas_bench.nb201.space import Arch, canonical_archs, iso_class
 from flatnas_bench.search.api import run_search
 from flatnas_bench.search.context import ObjectiveContext
 from flatnas_bench.search.engine import Search, SearchConfig, exhaustive
-from flatnas_bench.search.loop import LoopConfig, TableOracle, run_loop
+from flatnas_bench.search.evaluators import TableOracle
+from flatnas_bench.search.loop import LoopConfig, run_loop
 from flatnas_bench.search.objectives import describe_objectives, make_objectives, registered
 from flatnas_bench.tables.bundled import bundled_table_path, load_bundled_table
 from flatnas_bench.tables.readers import load_table

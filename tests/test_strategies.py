@@ -11,10 +11,11 @@ from helpers import linear_fit
 from flatnas_bench.core.errors import ConfigError
 from flatnas_bench.nb201.encodings import live_route_counts
 from flatnas_bench.nb201.space import Arch, canonical_archs, iso_class
+from flatnas_bench.search.evaluators import TableOracle
 from flatnas_bench.search.evolution import RegularizedEvolution
 from flatnas_bench.search.flatnas import FlatNAS
 from flatnas_bench.search.local_search import LocalSearch, canonical_neighbours
-from flatnas_bench.search.loop import LoopConfig, TableOracle, run_loop
+from flatnas_bench.search.loop import LoopConfig, run_loop
 from flatnas_bench.search.strategy import LoopState, best_first, list_strategies, make_strategy
 from flatnas_bench.tables.table import as_table
 
@@ -66,7 +67,7 @@ def test_every_strategy_spends_the_budget_on_distinct_live_canonical_archs_and_r
 def test_unknown_strategy_is_one_line():
     with pytest.raises(
         ConfigError,
-        match=r"unknown loop strategy .nope.; known: evolution, local, flatnas, nsga2, random",
+        match=r"unknown loop strategy .nope.; known: flatnas, random, evolution, local, nsga2",
     ):
         make_strategy("nope")
 
@@ -191,7 +192,7 @@ def test_baselines_with_the_engine(name, tmp_path, monkeypatch):
 
     from flatnas_bench.bench.driver import resolve_protocol
     from flatnas_bench.bench.options import ExecutorOptions
-    from flatnas_bench.search.loop import EngineEvaluator
+    from flatnas_bench.search.evaluators import EngineEvaluator
 
     monkeypatch.setenv("FLATNAS_CACHE", str(tmp_path / "cache"))
     data = make_imagefolder(tmp_path / "images", train_per_class=8, test_per_class=2)

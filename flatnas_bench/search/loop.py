@@ -7,10 +7,11 @@
    search it, pick along the predicted front), ``random``, ``evolution`` (regularized evolution),
    ``local`` (local search with restarts) and ``nsga2`` (NSGA-II on the evaluator, no surrogate).
 
-Evaluation goes through an :class:`Evaluator`: :class:`TableOracle` looks archs up in a benchmark table
-(zero cost; used to benchmark the strategies) and :class:`EngineEvaluator` trains them with the engine
-(``bench.run_bench`` into a SQLite result table). The evaluator's archive is durable, so re-running the
-same call continues where it stopped: every decision depends only on the archive and the seed.
+Evaluation goes through an :class:`~flatnas_bench.search.evaluators.Evaluator`
+(:mod:`flatnas_bench.search.evaluators`): ``TableOracle`` looks archs up in a benchmark table (zero cost; used
+to benchmark the strategies) and ``EngineEvaluator`` trains them with the engine (``bench.run_bench`` into a
+SQLite result table). The evaluator's archive is durable, so re-running the same call continues where it
+stopped: every decision depends only on the archive and the seed.
 
 After each batch the log gets the normalised hypervolume of the measured archive (bounds fixed from
 the initial sample unless given), the best measured value of each objective so far, and the seconds the
@@ -18,6 +19,7 @@ strategy took to decide. With ``fom`` among the objectives, the FlatNAS strategy
 ``alpha_norm`` from the archive each batch, as the method says; the log keeps the initial sample's
 ``alpha_norm`` so its figures compare across batches.
 
+>>> from flatnas_bench.search.evaluators import TableOracle                       # doctest: +SKIP
 >>> from flatnas_bench.tables.readers import load_table                           # doctest: +SKIP
 >>> oracle = TableOracle(load_table("nb201_accuracy.csv"), archive="archive.csv")  # doctest: +SKIP
 >>> result = run_loop(oracle, ["cifar10_valid_acc_200ep", "params"], config=LoopConfig(budget=100),
@@ -31,21 +33,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from flatnas_bench.bench.driver import run_bench, run_protocol
-from flatnas_bench.bench.executors import get_executor
-from flatnas_bench.bench.options import ExecutorOptions
 from flatnas_bench.core.errors import ConfigError, TableError
-from flatnas_bench.core.protocol import get_protocol
-from flatnas_bench.core.results import failed
 from flatnas_bench.nb201.encodings import live_route_counts
 from flatnas_bench.nb201.space import Arch, canonical_archs, sample_archs
 from flatnas_bench.search import evolution, flatnas, local_search, nsga2_direct, random_search  # noqa: F401
 from flatnas_bench.search.context import ObjectiveContext
+from flatnas_bench.search.evaluators import Evaluator
 from flatnas_bench.search.fom import DEFAULT_ALPHA, alpha_norm
 from flatnas_bench.search.fronts import Bounds, hypervolume, pareto_front
 from flatnas_bench.search.objectives import (
@@ -57,26 +55,7 @@ from flatnas_bench.search.objectives import (
     registered,
 )
 from flatnas_bench.search.strategy import LoopState, Strategy, make_strategy
-from flatnas_bench.tables.store import ResultStore
-from flatnas_bench.tables.table import BenchTable, as_table
-
-
-class Evaluator(Protocol):
-    """Measures archs and keeps every measurement durably (the archive)."""
-
-    def archive(self) -> BenchTable:
-        """One row per evaluated arch in evaluation order (canonical archs), metrics named by the grammar
-        of :mod:`flatnas_bench.core.results`; an arch whose evaluation failed has NaN measurements."""
-        ...
-
-    def evaluate(self, archs: Sequence[Arch]) -> None:
-        """Measure ``archs`` (canonical, not yet in the archive) and add them to the archive."""
-        ...
-
-    def pool(self, quantities: Sequence[str]) -> frozenset[Arch] | None:
-        """The canonical archs this evaluator can measure ``quantities`` (full or short names) for, or
-        None for any arch."""
-        ...
+from flatnas_bench.tables.table import BenchTable
 
 
 def _live_archs() -> frozenset[Arch]:
@@ -93,128 +72,6 @@ def initial_sample(n: int, seed: int, pool: frozenset[Arch] | None = None) -> li
     members = sorted(pool)
     picks = np.random.default_rng(seed).choice(len(members), size=min(n, len(members)), replace=False)
     return [members[int(k)] for k in picks]
-
-
-class TableOracle:
-    """Zero-cost evaluator: looks archs up in a benchmark table (an arch's own row, else its class's).
-
-    The archive lives in memory, or in a CSV at ``archive`` that later runs resume from.
-    ``metrics`` limits which table metrics (full or short names) the archive records (default: all).
-    """
-
-    def __init__(
-        self,
-        table: BenchTable | pd.DataFrame,
-        archive: str | Path | None = None,
-        metrics: Sequence[str] | None = None,
-    ) -> None:
-        self.table = as_table(table)
-        self.metrics = (
-            [self.table.resolve(m) for m in metrics] if metrics is not None else list(self.table.metrics)
-        )
-        self.path = None if archive is None else Path(archive)
-        if self.path is not None and self.path.exists():
-            self._archive = pd.read_csv(self.path)
-        else:
-            self._archive = pd.DataFrame(columns=["arch", *self.metrics])
-
-    def pool(self, quantities: Sequence[str]) -> frozenset[Arch]:
-        """The canonical archs whose rows hold every one of ``quantities``: a partial table (or a metric
-        measured for a few archs) can answer for those only."""
-        have = self.table.dropna(quantities)
-        return frozenset(a.canonical() for a in have.archs)
-
-    def archive(self) -> BenchTable:
-        return as_table(self._archive.astype({m: float for m in self.metrics}), source="oracle archive")
-
-    def evaluate(self, archs: Sequence[Arch]) -> None:
-        archs = list(archs)
-        if not archs:
-            return
-        values = self.table.lookup(self.metrics, archs, fill="class")
-        absent = np.isnan(values).all(axis=1)
-        if absent.any():
-            raise TableError(f"the oracle table has no row for arch {archs[int(np.argmax(absent))]}")
-        rows = pd.DataFrame(values, columns=self.metrics)
-        rows.insert(0, "arch", [str(a) for a in archs])
-        self._archive = rows if self._archive.empty else pd.concat([self._archive, rows], ignore_index=True)
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-            self._archive.to_csv(tmp, index=False)
-            tmp.replace(self.path)
-
-
-class EngineEvaluator:
-    """Trains archs with the engine: ``bench.run_bench`` writes each result row into the SQLite table at
-    ``table_path`` (one writer; finished candidates are skipped on re-runs), and the archive is that
-    table's rows for ``protocol`` averaged over ``seeds``, in the order they finished.
-
-    Its metrics are named as a :class:`~flatnas_bench.tables.table.BenchTable` of the same rows names them
-    (``cifar10_val_acc_proxy``, ...), so an oracle over an exported table and the engine agree.
-    """
-
-    def __init__(
-        self,
-        protocol: Any,
-        table_path: str | Path,
-        data_path: str | Path,
-        *,
-        executor: Any = "serial",
-        seeds: Sequence[int] = (0,),
-        options: ExecutorOptions | None = None,
-        **bench_options: Any,
-    ) -> None:
-        protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
-        if isinstance(executor, str):  # one pool for every generation: see close()
-            executor = get_executor(executor, options, keep_alive=True)
-        self.executor = executor
-        # as run_bench keys its rows: the executor's numerics, bf16 on CUDA unless a precision is given
-        self.protocol = run_protocol(protocol, executor.numerics, bench_options.get("precision"))
-        self.table_path = Path(table_path)
-        self.data_path = Path(data_path)
-        self.seeds = list(seeds)
-        self.bench_options = bench_options
-
-    def close(self) -> None:
-        """Stop the worker pool kept alive across the loop's generations."""
-        self.executor.close()
-
-    def archive(self) -> BenchTable:
-        rows = pd.DataFrame(columns=["arch", "protocol", "seed"])
-        if self.table_path.exists():
-            with ResultStore(self.table_path, readonly=True) as store:
-                rows = store.to_frame(self.protocol.hash)
-        rows = (
-            rows[rows["seed"].isin(self.seeds)].sort_values("finished_at", kind="stable")
-            if len(rows)
-            else rows
-        )
-        order = list(dict.fromkeys(Arch.from_str(a) for a in rows["arch"]))
-        if rows.empty or not (~failed(rows)).any():
-            return BenchTable(order, {}, source=f"{self.table_path} (protocol {self.protocol.name})")
-        means = BenchTable.from_results(
-            rows, self.protocol.dataset, self.protocol.name, protocol_hash=self.protocol.hash,
-            source=str(self.table_path),
-        )  # fmt: skip
-        values = means.lookup(means.metrics, order, fill="nan")  # an arch whose every seed failed: NaN
-        columns = {name: values[:, k] for k, name in enumerate(means.metrics)}
-        return BenchTable(order, columns, source=means.source, seed_rows=means.per_seed())
-
-    def pool(self, quantities: Sequence[str]) -> None:
-        """None: the engine trains any arch."""
-        return None
-
-    def evaluate(self, archs: Sequence[Arch]) -> None:
-        run_bench(
-            [str(a) for a in archs],
-            self.protocol,
-            self.table_path,
-            self.data_path,
-            executor=self.executor,
-            seeds=self.seeds,
-            **self.bench_options,
-        )
 
 
 def needed_targets(specs: Sequence[str]) -> list[str]:

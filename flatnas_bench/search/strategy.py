@@ -130,7 +130,11 @@ class Strategy(ABC):
         """Batches of archs to evaluate, forever or until the strategy has nothing left to propose."""
 
 
-STRATEGIES: Registry[type[Strategy]] = Registry("loop strategy")
+# The strategies register from their own modules, in whatever order a caller imports them: the listing
+# order is declared here (the order of ``loop --strategy``'s help).
+STRATEGIES: Registry[type[Strategy]] = Registry(
+    "loop strategy", order=("flatnas", "random", "evolution", "local", "nsga2")
+)
 
 
 def register_strategy(cls: type[Strategy]) -> type[Strategy]:
