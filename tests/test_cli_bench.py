@@ -25,6 +25,7 @@ import flatnas_bench.bench.worker
 import flatnas_bench.engine.train
 from cli.main import app
 from flatnas_bench.bench.options import ExecutorOptions
+from flatnas_bench.core.cores import cpu_model
 from flatnas_bench.core.errors import ConfigError
 from flatnas_bench.core.results import RESULT_COLUMNS
 from flatnas_bench.corruptions.generate import write_corruption_set
@@ -327,7 +328,8 @@ def test_retry_failed_evaluates_failed_rows_again_on_the_local_executor(env, tmp
     with ResultStore(table, readonly=True) as store:
         frame = store.to_frame()
     assert len(frame) == 1 and frame["error"].isna().all() and frame["val_acc"].notna().all()
-    assert frame["device"].iloc[0] == "cpu (1 thread)"  # the worker process kept --threads 1
+    # the worker process kept --threads 1, and the row names the CPU model (float results depend on both)
+    assert frame["device"].iloc[0] == f"cpu (1 thread, {cpu_model()})"
 
 
 def test_bf16_on_a_cpu_without_it_is_refused_before_any_row_is_written(env, tmp_path, monkeypatch):

@@ -376,3 +376,36 @@ def test_no_cuda_stream_or_event_without_an_explicit_device():
         for number, line in enumerate(path.read_text().splitlines(), start=1):
             found += [f"{path.name}:{number}: {why}" for rule, why in rules.items() if re.search(rule, line)]
     assert found == []
+
+
+def test_a_row_names_the_physical_gpu_and_the_cpu_model(monkeypatch):
+    import torch
+
+    from flatnas_bench.core.cores import cpu_model
+    from flatnas_bench.engine import candidate
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert candidate.device_name(torch.device("cpu")) == f"cpu (1 thread, {cpu_model()})"
+    finally:
+        torch.set_num_threads(threads)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "NVIDIA H200")
+    monkeypatch.setattr(candidate, "numerics_label", lambda device: "tf32")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    assert candidate.device_name(torch.device("cuda:0")) == "cuda:0 (GPU 3) NVIDIA H200 (tf32)"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")  # not restricted to one: cuda:0 is GPU 0 of the list
+    assert candidate.device_name(torch.device("cuda:0")) == "cuda:0 NVIDIA H200 (tf32)"
+
+
+def test_a_severity_subset_of_a_corruption_set_is_the_same_object_on_every_call(tmp_path):
+    import numpy as np
+
+    from flatnas_bench.bench import driver
+    from flatnas_bench.corruptions.robustness import CorruptionSet
+
+    images = {"fog": np.zeros((5, 2, 4, 4, 3), np.uint8)}
+    cset = CorruptionSet(images, np.array([0, 1]), (1, 2, 3, 4, 5))
+    first = driver._severity_view(cset, (3, 4, 5))
+    assert first is driver._severity_view(cset, (3, 4, 5)) and first.severities == (3, 4, 5)
+    assert driver._severity_view(cset, (5,)).severities == (5,)

@@ -144,7 +144,7 @@ def test_cli_loop_with_an_oracle_csv(oracle_table, tmp_path):
     from typer.testing import CliRunner
 
     import cli.search  # noqa: F401  (registers loop)
-    from cli.app import app
+    from cli.main import app
 
     csv = tmp_path / "oracle.csv"
     oracle_table.to_csv(csv, index=False)
@@ -167,7 +167,7 @@ def test_cli_loop_allow_dead(oracle_table, tmp_path):
     """As the API test below: dead cells score best, only ``--allow-dead`` lets the loop evaluate them."""
     from typer.testing import CliRunner
 
-    from cli.app import app
+    from cli.main import app
 
     csv = tmp_path / "oracle.csv"
     oracle_table.assign(acc=oracle_table["arch"].str.count("none")).to_csv(csv, index=False)
@@ -186,7 +186,7 @@ def test_cli_loop_with_the_engine(tmp_path, monkeypatch):
     from helpers import TINY_SETTINGS, make_imagefolder, tiny_protocol
     from typer.testing import CliRunner
 
-    from cli.app import app
+    from cli.main import app
     from flatnas_bench.tables.store import ResultStore
 
     monkeypatch.setenv("FLATNAS_CACHE", str(tmp_path / "cache"))

@@ -15,7 +15,7 @@ from pymoo.core.population import Population
 from typer.testing import CliRunner
 
 import cli.search  # noqa: F401  (registers search, loop, retrain)
-from cli.app import app
+from cli.main import app
 from flatnas_bench.core.errors import ConfigError
 from flatnas_bench.nb201.costs import cost_arrays
 from flatnas_bench.nb201.encodings import live_route_counts
@@ -265,7 +265,7 @@ def test_cli_errors_are_one_line_exit_2(small_surrogate):
 
 
 def test_cli_search_subprocess(small_surrogate):
-    code = "import sys, cli.search; from cli.app import app; app(sys.argv[1:])"
+    code = "import sys, cli.search; from cli.main import app; app(sys.argv[1:])"
     proc = subprocess.run(
         [sys.executable, "-c", code, "search", "--surrogate", str(small_surrogate), "-o", "nope:max"],
         capture_output=True,

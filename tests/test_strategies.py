@@ -166,7 +166,7 @@ def test_cli_loop_strategy_on_an_oracle_csv(table, tmp_path):
     from typer.testing import CliRunner
 
     import cli.search  # noqa: F401  (registers loop)
-    from cli.app import app
+    from cli.main import app
 
     csv = tmp_path / "oracle.csv"
     table.to_csv(csv, index=False)

@@ -201,7 +201,19 @@ def corruption_set_for(
     cset = _corruption_set(
         protocol.dataset, subset, str(data_path), None if corruptions is None else str(corruptions), at_input
     )
-    return cset if severities is None else cset.only_severities(severities)
+    return cset if severities is None else _severity_view(cset, tuple(int(s) for s in severities))
+
+
+_SEVERITY_VIEWS: dict[tuple[int, tuple[int, ...]], tuple[CorruptionSet, CorruptionSet]] = {}
+
+
+def _severity_view(cset: CorruptionSet, severities: tuple[int, ...]) -> CorruptionSet:
+    """``cset.only_severities(severities)``, the same object on every call for the same set and severities,
+    so workers kept alive across runs (the loop's generations) recognise it and keep their tensors."""
+    key = (id(cset), severities)
+    if key not in _SEVERITY_VIEWS or _SEVERITY_VIEWS[key][0] is not cset:
+        _SEVERITY_VIEWS[key] = (cset, cset.only_severities(severities))
+    return _SEVERITY_VIEWS[key][1]
 
 
 @functools.lru_cache(maxsize=4)

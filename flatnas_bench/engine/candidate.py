@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 import flatnas_bench
+from flatnas_bench.core.cores import cpu_model
 from flatnas_bench.core.errors import ConfigError
 from flatnas_bench.core.protocol import Protocol
 from flatnas_bench.core.results import RESULT_COLUMNS, complete_row
@@ -57,12 +58,16 @@ class CandidateJob:
 
 
 def device_name(device: torch.device) -> str:
-    """A readable device label for the row, e.g. ``"cpu (1 thread)"`` or ``"cuda:0 NVIDIA H200 (tf32,
-    cudnn.benchmark, nondeterministic)"``: on CUDA it says whether the numbers are reproducible."""
+    """A readable device label for the row, e.g. ``"cpu (1 thread, AMD EPYC)"`` or ``"cuda:0 (GPU 3) NVIDIA
+    H200 (tf32, cudnn.benchmark, nondeterministic)"``: what the numbers depend on besides the protocol. On
+    CPU the thread count and CPU model (float results change with either); on CUDA the physical GPU a
+    worker restricted by ``CUDA_VISIBLE_DEVICES`` sees as ``cuda:0``, and whether the numbers reproduce."""
     if device.type == "cuda":
-        return f"{device} {torch.cuda.get_device_name(device)} ({numerics_label(device)})"
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
+        physical = f" (GPU {visible})" if visible and "," not in visible else ""
+        return f"{device}{physical} {torch.cuda.get_device_name(device)} ({numerics_label(device)})"
     threads = torch.get_num_threads()
-    return f"{device.type} ({threads} thread{'s' if threads > 1 else ''})"
+    return f"{device.type} ({threads} thread{'s' if threads > 1 else ''}, {cpu_model()})"
 
 
 def evaluate_candidate(
