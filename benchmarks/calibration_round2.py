@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -38,6 +37,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from flatnas_bench.core.cores import cpu_model
 from flatnas_bench.core.protocol import Protocol
 from flatnas_bench.tables.reliability import pair_reliability
 from flatnas_bench.tables.store import ResultStore
@@ -54,12 +54,6 @@ FAMILIES = {
     "digital": ("contrast", "elastic_transform", "pixelate", "jpeg_compression"),
 }
 SEVERITIES = {"all": (1, 2, 3, 4, 5), "3-5": (3, 4, 5)}
-# CPU float results depend on the CPU model as well as the thread count: each evaluation records it
-CPU_MODEL = next(
-    (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-     if line.startswith("model name")),
-    platform.processor() or "unknown",
-) if Path("/proc/cpuinfo").exists() else (platform.processor() or "unknown")  # fmt: skip
 
 
 def training_label(protocol: Protocol) -> str:
@@ -118,7 +112,7 @@ def measure(table: Path, weights: Path, data_path: Path, out: Path) -> None:
                 correct, _ = predict(model, x, y, transform=data.normalize)
                 accs = (correct.view(len(groups), -1).float().mean(1) * 100).tolist()
                 line = {"hash": hash_, "arch": r.arch, "seed": int(r.seed), "test": test,
-                        "cpu_s": time.process_time() - start, "cpu": CPU_MODEL,
+                        "cpu_s": time.process_time() - start, "cpu": cpu_model(),
                         "acc": {f"{n}/{s}": a for (n, s), a in zip(groups, accs, strict=True)}}  # fmt: skip
                 with out.open("a") as f:
                     f.write(json.dumps(line) + "\n")
