@@ -303,7 +303,7 @@ def test_bench_options_reach_the_rows(env, tmp_path, monkeypatch):
     ]
     by_seed = frame.set_index(["arch", "seed"]).sort_index()
     assert (by_seed.xs(0, level="seed")["train_loss"] != by_seed.xs(1, level="seed")["train_loss"]).all()
-    assert set(frame["device"]) == {"cpu (2 threads)"}
+    assert set(frame["device"]) == {f"cpu (2 threads, {cpu_model()})"}
     assert {json.dumps(sorted(json.loads(c))) for c in frame["corr_per"]} == {json.dumps(["contrast", "fog"])}
     assert frame["corr_acc_mean"].notna().all()
     # the run's worker got the options as one object: deterministic numerics, 2 threads
