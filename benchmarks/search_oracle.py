@@ -45,6 +45,7 @@ from flatnas_bench.nb201.space import Arch, canonical_archs
 from flatnas_bench.search.context import ObjectiveContext
 from flatnas_bench.search.engine import exhaustive
 from flatnas_bench.search.evaluators import TableOracle
+from flatnas_bench.search.flatnas import FIT_PARAMS, N_MODELS
 from flatnas_bench.search.fom import alpha_norm
 from flatnas_bench.search.fronts import Bounds, hypervolume, pareto_front
 from flatnas_bench.search.loop import LoopConfig, run_loop
@@ -159,6 +160,29 @@ def run_one(oracle: Oracle, strategy: str, seed: int, budget: int) -> tuple[list
     return [Arch.from_str(a) for a in result.archive["arch"]], time.perf_counter() - start
 
 
+_ORACLES: dict[str, Oracle] = {}  # per worker process: each task's oracle, built once
+
+
+def _run_key(job: tuple[Path, tuple]) -> dict:
+    """One cached run (a worker's job): the key's strategy on its task and seed."""
+    csv, key = job
+    name, strategy, seed, budget, _ = key
+    if name not in _ORACLES:
+        table = load_table(csv)
+        _ORACLES[name] = Oracle(
+            TASKS[name], table, hybrid_table(table) if TASKS[name].kind == "hybrid" else None
+        )
+    archs, wall = run_one(_ORACLES[name], strategy, seed, budget)
+    run = dict(zip(("task", "strategy", "seed", "budget", "config"), key, strict=True))
+    return {**run, "wall_s": round(wall, 2), "archs": [a.ordinal for a in archs]}
+
+
+def strategy_config(name: str) -> str:
+    """What identifies a strategy's defaults in the cache (a changed default reruns it)."""
+    made = make_strategy(name)
+    return f"{made!r} n_init={made.n_init} k={made.k} fit={FIT_PARAMS} models={N_MODELS}"
+
+
 def parse_seeds(text: str) -> list[int]:
     """``0-24`` or ``0,3,7`` (or a mix) into a list of seeds."""
     seeds: list[int] = []
@@ -169,40 +193,48 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def collect(args: argparse.Namespace) -> pd.DataFrame:
-    """Run (or read from the cache) every task x strategy x seed; one row per evaluation."""
-    table = load_table(args.csv)
-    hybrid = hybrid_table(table) if any(TASKS[t].kind == "hybrid" for t in args.tasks) else None
+    """Run (or read from the cache) every task x strategy x seed, ``args.jobs`` runs at a time; one row
+    per evaluation."""
+    from multiprocessing import get_context
+
     cache = Path(args.cache)
     done = {}
     if cache.exists():
         for line in cache.read_text().splitlines():
             run = json.loads(line)
             done[(run["task"], run["strategy"], run["seed"], run["budget"], run["config"])] = run
+    configs = {s: strategy_config(s) for s in args.strategies}
+    keys = [
+        (t, s, seed, args.budget, configs[s])
+        for t in args.tasks
+        for s in args.strategies
+        for seed in args.seeds
+    ]
+    missing = [(args.csv, k) for k in keys if k not in done]
+    pool = get_context("spawn").Pool(args.jobs) if args.jobs > 1 else None
+    for run in pool.imap_unordered(_run_key, missing) if pool else map(_run_key, missing):
+        key = (run["task"], run["strategy"], run["seed"], run["budget"], run["config"])
+        done[key] = run
+        with cache.open("a") as f:
+            f.write(json.dumps(run) + "\n")
+        print(f"{run['task']} {run['strategy']} seed {run['seed']}: {run['wall_s']:.1f} s", flush=True)
+    if pool:
+        pool.close()
+    table = load_table(args.csv)
+    hybrid = hybrid_table(table) if any(TASKS[t].kind == "hybrid" for t in args.tasks) else None
+    oracles = {t: Oracle(TASKS[t], table, hybrid) for t in args.tasks}
     frames = []
-    for name in args.tasks:
-        oracle = Oracle(TASKS[name], table, hybrid)
-        for strategy in args.strategies:
-            made = make_strategy(strategy)
-            config = f"{made!r} n_init={made.n_init} k={made.k} {getattr(made, 'fit_params', '')}"
-            for seed in args.seeds:
-                key = (name, strategy, seed, args.budget, config)
-                if key not in done:
-                    archs, wall = run_one(oracle, strategy, seed, args.budget)
-                    done[key] = dict(zip(("task", "strategy", "seed", "budget", "config"), key, strict=True))
-                    done[key].update(wall_s=round(wall, 2), archs=[a.ordinal for a in archs])
-                    with cache.open("a") as f:
-                        f.write(json.dumps(done[key]) + "\n")
-                    print(f"{name} {strategy} seed {seed}: {wall:.1f} s", flush=True)
-                run = done[key]
-                archs = [Arch.from_ordinal(k) for k in run["archs"]]
-                n = np.arange(1, len(archs) + 1)
-                frame = pd.DataFrame({"task": name, "strategy": strategy, "seed": seed, "n": n})
-                frame["value"] = oracle.curve(archs)
-                if TASKS[name].dataset == "cifar10":
-                    per_arch = EPOCHS * table.values(TIME_COLUMN, archs, fill="class")
-                    frame["gpu_s"] = np.cumsum(per_arch)
-                frame["wall_s"] = run["wall_s"]
-                frames.append(frame)
+    for key in keys:
+        name, strategy, seed = key[:3]
+        archs = [Arch.from_ordinal(k) for k in done[key]["archs"]]
+        frame = pd.DataFrame(
+            {"task": name, "strategy": strategy, "seed": seed, "n": np.arange(1, len(archs) + 1)}
+        )
+        frame["value"] = oracles[name].curve(archs)
+        if TASKS[name].dataset == "cifar10":
+            frame["gpu_s"] = np.cumsum(EPOCHS * table.values(TIME_COLUMN, archs, fill="class"))
+        frame["wall_s"] = done[key]["wall_s"]
+        frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 
 
@@ -303,6 +335,7 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="+", default=list_strategies(), choices=list_strategies())
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--cache", type=Path, default=ROOT / "runs" / "search_comparison.jsonl")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (processes)")
     args = parser.parse_args()
     args.cache.parent.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -110,11 +110,11 @@ class FlatNAS(Strategy):
 
     name: ClassVar[str] = "flatnas"
     n_init: ClassVar[int] = 10
-    k: ClassVar[int] = 5
+    k: ClassVar[int] = 2
     beta: float = 0.0  # optimism: ensemble stds added towards each predicted objective's better side
     search: str = "exhaustive"  # on the surrogate: "exhaustive" (every candidate) or "nsga2"
     search_config: SearchConfig = field(default_factory=SearchConfig)  # NSGA-II on the surrogate
-    near: int = 0  # > 0: pick only among one-edge neighbours of the `near` best measured archs
+    near: int = 1  # > 0: pick among one-edge neighbours of the measured front and `near` best archs
     fit: FitFn | None = None
 
     def __post_init__(self) -> None:
@@ -125,11 +125,13 @@ class FlatNAS(Strategy):
 
     def candidates(self, state: LoopState) -> frozenset[Arch] | None:
         """Where picks may come from: the loop's pool, or with ``near`` the unevaluated one-edge
-        neighbours of the ``near`` best measured archs (the whole pool again when those are used up)."""
+        neighbours of the measured front and of the ``near`` best measured archs (one objective: of the
+        ``near`` best), the whole pool again when those are used up."""
         if not self.near:
             return state.pool
         archs, F = state.history()
-        around = {n for i in best_first(F)[: self.near] for n in canonical_neighbours(archs[int(i)])}
+        centres = {*pareto_front(F).tolist(), *best_first(F)[: self.near].tolist()}
+        around = {n for i in centres for n in canonical_neighbours(archs[int(i)])}
         around = {a for a in around if state.allowed(a) and a not in state.evaluated}
         return frozenset(around) if around else state.pool
 
