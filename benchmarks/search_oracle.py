@@ -273,11 +273,16 @@ def markdown(curves: pd.DataFrame, budgets: tuple[int, ...]) -> str:
                 )
             cells[strategy].append(f"{rows.groupby('seed')['wall_s'].first().median():.1f}")
         for j, b in enumerate(budgets):
-            best = max(cells, key=lambda s: means[(s, b)])
-            cells[best][j] = f"**{cells[best][j].split(' [')[0]}** [" + cells[best][j].split(" [", 1)[1]
+            top = max(means[(s, b)] for s in cells)
+            for s in [s for s in cells if means[(s, b)] >= top - 1e-9]:  # ties all bold
+                cells[s][j] = f"**{cells[s][j].split(' [')[0]}** [" + cells[s][j].split(" [", 1)[1]
         lines += [f"| {s} | " + " | ".join(c) + " |" for s, c in cells.items()]
         n_seeds = task_rows["seed"].nunique()
-        lines += ["", f"Mean [95 % t-interval] / median over {n_seeds} seeds; bold: the best mean.", ""]
+        lines += [
+            "",
+            f"Mean [95 % t-interval] / median over {n_seeds} seeds; bold: the best mean (ties all).",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -332,7 +337,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=parse_seeds, default=parse_seeds("0-24"))
     parser.add_argument("--budget", type=int, default=200)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
-    parser.add_argument("--strategies", nargs="+", default=list_strategies(), choices=list_strategies())
+    order = sorted(list_strategies(), key=lambda s: (s != "flatnas", s != "random", s))
+    parser.add_argument("--strategies", nargs="+", default=order, choices=order)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--cache", type=Path, default=ROOT / "runs" / "search_comparison.jsonl")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (processes)")
