@@ -20,6 +20,7 @@ from flatnas_bench.search.api import run_search
 from flatnas_bench.search.context import ObjectiveContext
 from flatnas_bench.search.engine import Search, SearchConfig, exhaustive
 from flatnas_bench.search.evaluators import TableOracle
+from flatnas_bench.search.flatnas import FlatNAS
 from flatnas_bench.search.loop import LoopConfig, run_loop
 from flatnas_bench.search.objectives import describe_objectives, make_objectives, registered
 from flatnas_bench.tables.bundled import bundled_table_path, load_bundled_table
@@ -191,8 +192,9 @@ def test_every_registered_objective_works_in_search_and_loop(name, bundled):
     result = run_search([name, other], surrogate=None, tables=[bundled_table_path()],
                         strategy="exhaustive", compare_exhaustive=False)  # fmt: skip
     assert len(result.front) >= 1 and np.isfinite(result.values()[result.front]).all()
-    config = LoopConfig(budget=14, n_init=10, k=4, search=SearchConfig(pop_size=20, n_gen=4))
-    loop = run_loop(TableOracle(bundled), [name, "val_acc"], config=config, fit=linear_fit)
+    config = LoopConfig(budget=14, n_init=10, k=4)
+    strategy = FlatNAS(fit=linear_fit, search="nsga2", search_config=SearchConfig(pop_size=20, n_gen=4))
+    loop = run_loop(TableOracle(bundled), [name, "val_acc"], config=config, strategy=strategy)
     assert len(loop.archive) == 14 and f"best_{name}" in loop.log
 
 

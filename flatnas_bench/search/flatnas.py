@@ -123,47 +123,45 @@ class FlatNAS(Strategy):
         if self.beta < 0 or self.near < 0:
             raise ConfigError(f"beta and near must be >= 0, got {self.beta}, {self.near}")
 
-    def candidates(self, state: LoopState) -> frozenset[Arch] | None:
-        """Where picks may come from: the loop's pool, or with ``near`` the unevaluated one-edge
-        neighbours of the measured front and of the ``near`` best measured archs (one objective: of the
-        ``near`` best), the whole pool again when those are used up."""
+    def neighbourhood(self, state: LoopState) -> list[Arch]:
+        """With ``near``: the allowed, unevaluated one-edge neighbours of the measured front and of the
+        ``near`` best measured archs (one objective: of the ``near`` best), in ordinal order; empty
+        without ``near`` or once those are all measured."""
         if not self.near:
-            return state.pool
+            return []
         archs, F = state.history()
         centres = {*pareto_front(F).tolist(), *best_first(F)[: self.near].tolist()}
         around = {n for i in centres for n in canonical_neighbours(archs[int(i)])}
-        around = {a for a in around if state.allowed(a) and a not in state.evaluated}
-        return frozenset(around) if around else state.pool
+        return sorted(a for a in around if state.allowed(a) and a not in state.evaluated)
 
     def picks(self, state: LoopState) -> list[Arch]:
-        """One batch: fit on the measured rows, score the optimistic predictions (every candidate, or
-        NSGA-II seeded with the archive's measured front), pick ``state.k`` archs not yet evaluated."""
+        """One batch: fit on the measured rows, score the optimistic predictions of the neighbourhood
+        (else of the whole pool: every arch, or NSGA-II seeded with the archive's measured front), and
+        pick ``state.k`` archs not yet evaluated along the predicted front."""
         archs, F = state.history()
         step_seed = state.seed + len(archs)
         measured = state.archive.dropna(state.targets)
         if len(measured) == 0:
             raise TableError("every evaluation in the archive failed; nothing to fit a surrogate on")
         surrogate = (self.fit or fit_default)(measured, state.targets, step_seed)
+        around = self.neighbourhood(state)
         # predicting the whole space in one call pays only when the whole space is scored
         context = ObjectiveContext(
-            surrogate=surrogate, table=measured, alpha=state.alpha, prefetch=not self.near
+            surrogate=surrogate, table=measured, alpha=state.alpha, prefetch=not around
         )
         predicted = [optimistic(o, self.beta) for o in make_objectives(state.specs, context)]
         constraints = [make_constraint(c, context) for c in state.constraints]
-        pool = self.candidates(state)
-        if self.search == "exhaustive":
-            evaluated = state.evaluated
-            scored = [
-                a for a in (sorted(pool) if pool is not None else canonical_archs()) if a not in evaluated
-            ]
-            scorer = Scorer(predicted, constraints)
-            result = SearchResult(predicted, constraints, scored, *scorer.score(scored), "exhaustive", 0.0)
-        else:
-            initial = [archs[i] for i in pareto_front(F)]
-            config = replace(self.search_config, seed=step_seed)
-            result = search(
-                predicted, constraints=constraints, strategy="nsga2", config=config, initial=initial
+        if around or self.search == "exhaustive":
+            pool = frozenset(around) if around else state.pool
+            space = around or [a for a in canonical_archs() if state.allowed(a) and a not in state.evaluated]
+            result = SearchResult(
+                predicted, constraints, space, *Scorer(predicted, constraints).score(space), "exhaustive", 0.0
             )
+        else:
+            pool = state.pool
+            config = replace(self.search_config, seed=step_seed)
+            initial = [archs[i] for i in pareto_front(F)]
+            result = search(predicted, constraints=constraints, config=config, initial=initial)
         return spread_picks(result, state.k, exclude=set(archs), pool=pool)
 
     def proposals(self, state: LoopState) -> Iterator[list[Arch]]:
