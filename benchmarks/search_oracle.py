@@ -85,9 +85,10 @@ class Task:
         return SEARCHED[self.dataset][1]
 
     def label(self) -> str:
+        if self.kind == "single" and self.searched != self.reported:
+            return f"{self.dataset}: test acc. of best-validation arch, validation searched"
         if self.kind == "single":
-            searched = "validation" if self.searched != self.reported else "test (no validation column)"
-            return f"{self.dataset}: test acc. of best-{searched.split()[0]} arch, {searched} searched"
+            return f"{self.dataset}: best test acc. so far, test searched (no validation column)"
         if self.kind == "pair":
             return f"{self.dataset}: HV ratio ({self.searched}, params)"
         return f"{self.dataset} hybrid: HV ratio (FoM of NB201 valid acc. and bundled R, params)"
@@ -353,7 +354,8 @@ def main() -> None:
     budgets = tuple(b for b in BUDGETS if b <= args.budget)
     table = markdown(curves, budgets)
     seeds = f"{min(args.seeds)}-{max(args.seeds)}" if len(args.seeds) > 1 else str(args.seeds[0])
-    header = (f"# Search strategies on NB201 (table oracle)\n\nSeeds {seeds} ({len(args.seeds)}), budget "
+    seeds += "" if args.tasks == list(TASKS) else " --tasks " + " ".join(args.tasks)
+    header = (f"# Search strategies on NB201 (table oracle)\n\n{len(args.seeds)} seeds, budget "
               f"{args.budget} distinct canonical archs, live cells only; every strategy with its defaults. "
               f"Command: `nice -n 10 python benchmarks/search_oracle.py --seeds {seeds} --budget "
               f"{args.budget}`.\n\n")  # fmt: skip
