@@ -426,3 +426,25 @@ def test_table_export_of_one_protocol(two_protocol_table, tmp_path, name):
     frame = pd.read_csv(tmp_path / name) if name.endswith(".csv") else pd.read_parquet(tmp_path / name)
     assert dict(zip(frame["arch"], frame["val_acc"], strict=True)) == known[second]
     assert set(frame["protocol_hash"]) == {second}
+
+
+def test_bench_save_weights_keeps_every_new_rows_network(env, tmp_path):
+    """``--save-weights DIR``: one weights file per new row, which reproduces the row's test accuracy."""
+    from flatnas_bench.engine.device_data import DeviceData
+    from flatnas_bench.engine.train import predict
+    from flatnas_bench.engine.weights import load_weights, weights_path
+
+    table, weights = tmp_path / "t.sqlite", tmp_path / "weights"
+    result = invoke(*bench_args(env["data"], table, "--seeds", "0,1", "--save-weights", str(weights)))
+    assert result.exit_code == 0, result.output
+    with ResultStore(table, readonly=True) as store:
+        frame = store.to_frame()
+    protocol = tiny_protocol()
+    assert len(list((weights / protocol.hash).glob("*.pt"))) == len(frame) == 2 * N_ARCHS
+    data = DeviceData.for_protocol(env["data"], protocol, "cpu")
+    row = frame.iloc[-1]
+    model = load_weights(
+        weights_path(weights, row["arch"], protocol, int(row["seed"])), row["arch"], protocol, 10
+    )
+    correct, _ = predict(model, data.test_x, data.test_y, transform=data.normalize)
+    assert 100.0 * correct.float().mean().item() == pytest.approx(row["test_acc"], abs=1e-9)
