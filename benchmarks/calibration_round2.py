@@ -202,12 +202,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--evals", type=Path, default=EVALS)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, help="report: also write the table to this Markdown file")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.action == "measure":
         measure(args.table, args.weights, args.data, args.evals)
     else:
-        print(report(args.table, args.evals))
+        table = report(args.table, args.evals)
+        print(table)
+        if args.out:
+            args.out.write_text(
+                "# Calibration round 2: seed-to-seed Spearman [bootstrap 95 % interval] per setting\n\n"
+                f"`python benchmarks/calibration_round2.py report` over `{args.table.name}` and "
+                f"`{args.evals.name}` (2,000 resamples, seed 0); relative accuracy = corruption accuracy / "
+                "clean test accuracy; wall s/arch = median train + evaluation seconds of the rows (wall "
+                "time on a loaded machine, not CPU).\n\n" + table + "\n"
+            )
 
 
 if __name__ == "__main__":
