@@ -104,7 +104,8 @@ def test_the_json_is_rewritten_after_every_section_and_a_failing_one_is_one_line
     results = json.loads(out.read_text())
     assert results["second"]["saw"] == ["device", "first"]
     assert results["broken"]["error"] == "RuntimeError: CUDA error: an illegal memory access was encountered"
-    assert "after" in results and results["total seconds"] > 0
+    total = results["total seconds"]
+    assert "after" in results and isinstance(total, float) and total >= 0
 
 
 def test_prepare_writes_a_class_balanced_slice(tmp_path, monkeypatch):
