@@ -91,7 +91,8 @@ def measure(table: Path, weights: Path, data_path: Path, out: Path) -> None:
 
     done = _done(out)
     with ResultStore(table, readonly=True) as store:
-        cards = {h: c for h, c in zip(store.protocols()["hash"], store.protocols()["card"], strict=True)}
+        known = store.protocols()
+        cards = dict(zip(known["hash"], known["card"], strict=True))
         frame = store.to_frame(include_failed=False)
     for hash_, card in cards.items():
         protocol = Protocol(**card)
@@ -145,7 +146,8 @@ def _robustness(acc: dict[str, float], clean: float, severities: tuple[int, ...]
 def setting_values(table: Path, evals: Path) -> Iterator[tuple[Setting, pd.DataFrame]]:
     """Per setting, the long frame (arch, seed, val_acc, flatness_r, corr_acc, rel, rel_<family>, cpu_s)."""
     with ResultStore(table, readonly=True) as store:
-        cards = dict(zip(store.protocols()["hash"], store.protocols()["card"], strict=True))
+        known = store.protocols()
+        cards = dict(zip(known["hash"], known["card"], strict=True))
         frame = store.to_frame(include_failed=False)
     lines = [json.loads(line) for line in evals.read_text().splitlines() if line.strip()]
     by_key = {(e["hash"], e["arch"], e["seed"], e["test"]): e for e in lines}
