@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Measures the bundled benchmark (flatnas_bench/bundled/PROVENANCE.md), resumably: the 150 replicated archs
-# with seeds 0 and 1 first, then seed 0 of every one of the 503 archs; once every row is in, it exports the
-# table to flatnas_bench/bundled/proxy_cifar10.csv, refits the bundled surrogate and reruns
-# benchmarks/bundled_validation.py. Stop it at any point and run it again: finished (arch, seed) rows are
-# skipped. To stop it, signal its process group: Ctrl-C in its terminal, else SIGTERM to the group (below);
-# the bench finishes and stores the candidates in flight, then exits 130, and no later step starts. (A
-# signal to the script's pid alone waits for the running step; a job started with & ignores SIGINT, so
-# use SIGTERM there.) The table in benchmarks/bundled_build/ is committed as it grows.
+# Measures the bundled benchmark 0.3 (flatnas_bench/bundled/PROVENANCE.md), resumably: the 503 archs of
+# flatnas_bench/bundled/archs.txt, each with training seeds 0 and 1 (1,006 rows, arch by arch), under the
+# proxy protocol of 0.3: 0.2's training and flatness, the corruption test made by the CIFAR-10-C operations
+# at the network's 16 px and averaged over severities 3-5 (hash 7ad30ccad8e7; calibration round 2,
+# docs/robustness.md). Once every row is in, it exports the table to flatnas_bench/bundled/proxy_cifar10.csv,
+# refits the bundled surrogate and reruns benchmarks/bundled_validation.py. Stop it at any point and run it
+# again: finished (arch, seed) rows are skipped. To stop it, signal its process group: Ctrl-C in its
+# terminal, else SIGTERM to the group (below); the bench finishes and stores the candidates in flight, then
+# exits 130, and no later step starts. The table in benchmarks/bundled_build/ is committed as it grows.
+# Rows reproduce exactly on the same CPU model with one thread per worker (every row records both).
 #
 #   benchmarks/build_bundled.sh [path/to/cifar10]   # default ../shared/data/cifar10/cifar10-jpeg.tar.gz
 #   setsid nohup benchmarks/build_bundled.sh > runs/bundled.log 2>&1 &   # in the background (own group)
@@ -14,12 +16,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:-../shared/data/cifar10/cifar10-jpeg.tar.gz}
-table=benchmarks/bundled_build/proxy_cifar10.sqlite
+table=${TABLE:-benchmarks/bundled_build/proxy_cifar10-0.3.sqlite}
 bundle=flatnas_bench/bundled
-common=(--data "$data" --protocol proxy --table "$table" --executor local --workers 2 --threads 1 --device cpu)
-
-flatnas-bench bench "${common[@]}" --arch-file "$bundle/replicates.txt" --seeds 0,1
-flatnas-bench bench "${common[@]}" --arch-file "$bundle/archs.txt" --seed 0
+flatnas-bench bench --data "$data" --protocol proxy --set corruption_resolution=input \
+  --set corruption_severities=3-5 --table "$table" --executor local --workers 2 --threads 1 --device cpu \
+  --arch-file "$bundle/archs.txt" --seeds 0,1 --no-progress
+[ -n "${BENCH_ONLY:-}" ] && exit 0
 flatnas-bench table export "$table" "$bundle/proxy_cifar10.csv"
 flatnas-bench fit-surrogate --table "$bundle/proxy_cifar10.csv" \
   --targets val_acc,test_acc,flatness_r,loss_sharpness,corr_acc_mean,corr_acc_rel,corr_acc_resid \

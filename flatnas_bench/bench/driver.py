@@ -39,7 +39,7 @@ from flatnas_bench.bench.progress import progress_display
 from flatnas_bench.bench.worker import DEVICE_FAILURE_MARKS, RunContext
 from flatnas_bench.core.cores import usable_cores
 from flatnas_bench.core.errors import ArchError, ConfigError, DataError
-from flatnas_bench.core.protocol import Protocol, get_protocol
+from flatnas_bench.core.protocol import ALL_SEVERITIES, Protocol, get_protocol
 from flatnas_bench.nb201.space import ArchLike, as_arch
 from flatnas_bench.tables.store import ResultStore
 
@@ -136,8 +136,8 @@ def run_protocol(protocol: Protocol, numerics: str = "cpu", precision: str | Non
 
 def _coerce(key: str, value: Any, current: Any) -> Any:
     """``value`` as the type of the field's ``current`` value (an int is a valid float, anything a str)."""
-    if current is None or (type(value) is type(current)):
-        return value
+    if current is None or (type(value) is type(current)) or isinstance(current, tuple):
+        return value  # a tuple field (corruption_severities) reads its own forms
     if isinstance(current, float) and type(value) is int:
         return float(value)
     if isinstance(current, str) and value is not None:
@@ -201,6 +201,8 @@ def corruption_set_for(
     cset = _corruption_set(
         protocol.dataset, subset, str(data_path), None if corruptions is None else str(corruptions), at_input
     )
+    if severities is None and protocol.corruption_severities != ALL_SEVERITIES:
+        severities = protocol.corruption_severities
     return cset if severities is None else _severity_view(cset, tuple(int(s) for s in severities))
 
 

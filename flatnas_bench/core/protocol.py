@@ -35,6 +35,7 @@ OPTIMIZERS = ("sgd",)
 SAM_VARIANTS = ("none", "sam", "asam")
 PRECISIONS = ("fp32", "bf16")
 CORRUPTION_RESOLUTIONS = ("native", "input")
+ALL_SEVERITIES = (1, 2, 3, 4, 5)  # CIFAR-10-C's
 # how the kernels compute, which changes the numbers as much as the precision does: bit-exact by seed on
 # the CPU (for a given thread count), deterministic CUDA kernels without TF32, or CUDA with TF32 and
 # cudnn.benchmark (fast, last bits may differ run to run)
@@ -89,6 +90,9 @@ class Protocol:
     # every input; "input": the CIFAR-10-C operations applied to test images already at `resolution`
     # ("CIFAR-10-C operations at 16 px", not CIFAR-10-C; docs/corruptions.md). The same when resolution = 32.
     corruption_resolution: str = "native"
+    # the CIFAR-10-C severities evaluated (distinct, 1..5; "3-5", "3,4,5" or [3, 4, 5] are read too); the
+    # corruption metrics average over these pairs only
+    corruption_severities: tuple[int, ...] = ALL_SEVERITIES
     precision: str = "fp32"  # training: "fp32", or "bf16" autocast (CUDA, bf16 CPUs); evaluation is fp32
     numerics: str = "cpu"  # one of NUMERICS, as the workers run (numerics_for); set by the bench driver
 
@@ -120,6 +124,7 @@ class Protocol:
             f"corruption_resolution {self.corruption_resolution!r} not one of "
             f"{', '.join(CORRUPTION_RESOLUTIONS)}",
         )
+        object.__setattr__(self, "corruption_severities", _severities(self.name, self.corruption_severities))
         check(self.numerics in NUMERICS, f"numerics {self.numerics!r} not one of {', '.join(NUMERICS)}")
         for field in ("epochs", "batch_size", "C", "N", "resolution"):
             check(getattr(self, field) >= 1, f"{field} must be >= 1, got {getattr(self, field)}")
@@ -157,6 +162,35 @@ class Protocol:
     def replace(self, **overrides: Any) -> Protocol:
         """A copy with some fields changed; unknown field names raise ConfigError."""
         return checked_replace(self, "protocol field", overrides)
+
+
+def _severities(name: str, value: Any) -> tuple[int, ...]:
+    """``value`` ("3-5", "3,4,5", 4, [3, 4, 5] or a tuple) as a sorted tuple of distinct severities 1..5;
+    anything else a one-line ConfigError naming the protocol.
+
+    >>> _severities("p", "3-5"), _severities("p", [5, 3]), _severities("p", 2)
+    ((3, 4, 5), (3, 5), (2,))
+    """
+    bad = ConfigError(
+        f"protocol {name!r}: corruption_severities {value!r} must be distinct severities 1..5 "
+        "(e.g. 3-5 or 3,4,5)"
+    )
+    try:
+        if isinstance(value, str):
+            lo, dash, hi = value.partition("-")
+            items = range(int(lo), int(hi) + 1) if dash else [int(v) for v in value.split(",")]
+        elif isinstance(value, int) and not isinstance(value, bool):
+            items = [value]
+        elif isinstance(value, (list, tuple)) and all(type(v) is int for v in value):
+            items = value
+        else:
+            raise bad
+    except ValueError:
+        raise bad from None
+    out = tuple(sorted(items))
+    if not out or len(set(out)) != len(out) or not all(1 <= s <= 5 for s in out):
+        raise bad
+    return out
 
 
 def checked_replace(config: Any, what: str, changes: dict[str, Any]) -> Any:
