@@ -178,21 +178,76 @@ def _pairs(long: pd.DataFrame, metric: str) -> np.ndarray:
 METRICS = ("val_acc", "flatness_r", "corr_acc", "rel", *(f"rel_{f}" for f in FAMILIES))
 
 
-def report(table: Path, evals: Path, boot: int = 2000) -> str:
-    """The Markdown table of every setting's seed-to-seed Spearman [95 % interval]."""
-    head = ["setting", "archs", *METRICS, "wall s/arch"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+BASELINE = Setting("proxy", "cifar10c-downsampled", "all")  # today's instrument (0.2)
+ROBUSTNESS = tuple(m for m in METRICS if m.startswith("rel"))
+
+
+@dataclass(frozen=True)
+class Measured:
+    archs: int
+    wall: float  # median train + evaluation seconds per arch
+    values: dict[str, tuple[float, float, float]]  # metric -> (Spearman, interval low, interval high)
+
+
+def measure_settings(table: Path, evals: Path, boot: int = 2000) -> dict[Setting, Measured]:
+    """Every setting's seed-to-seed Spearman with its bootstrap 95 % interval, per metric."""
+    out = {}
     for setting, long in setting_values(table, evals):
         if long.empty:
             continue
-        cells = []
+        values = {}
         for metric in METRICS:
             rel = pair_reliability(_pairs(long, metric), metric, boot=boot, seed=0)
-            lo, hi = rel.spearman_ci
-            cells.append(f"{rel.spearman:.2f} [{lo:.2f}, {hi:.2f}]" if not math.isnan(rel.spearman) else "-")
-        archs = len(_pairs(long, "val_acc"))
-        wall = long.groupby("arch")["cpu_s"].median().median()
-        lines.append(f"| {setting.label} | {archs} | " + " | ".join(cells) + f" | {wall:.0f} |")
+            values[metric] = (rel.spearman, *rel.spearman_ci)
+        wall = float(long.groupby("arch")["cpu_s"].median().median())
+        out[setting] = Measured(len(_pairs(long, "val_acc")), wall, values)
+    return out
+
+
+def choose(measured: dict[Setting, Measured], max_cost: float = 2.0) -> tuple[Setting, str] | None:
+    """Issue 19's rule: among settings at most ``max_cost`` x today's seconds per arch that lower neither
+    validation accuracy's nor R's seed-to-seed Spearman, the (setting, relative-robustness measure, overall
+    or one family) whose bootstrap interval lies wholly above today's figure for that measure, the one with
+    the highest Spearman; None when none qualifies."""
+    base = measured[BASELINE]
+    best, best_value = None, -math.inf
+    for setting, m in measured.items():
+        if setting == BASELINE or m.wall > max_cost * base.wall:
+            continue
+        if any(m.values[k][0] < base.values[k][0] for k in ("val_acc", "flatness_r")):
+            continue
+        for metric in ROBUSTNESS:
+            value, low, _ = m.values[metric]
+            if low > base.values[metric][0] and value > best_value:
+                best, best_value = (setting, metric), value
+    return best
+
+
+def _cell(value: tuple[float, float, float]) -> str:
+    rho, lo, hi = value
+    return "-" if math.isnan(rho) else f"{rho:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def report(table: Path, evals: Path, boot: int = 2000) -> str:
+    """The Markdown table of every setting's seed-to-seed Spearman [95 % interval], and the choice."""
+    measured = measure_settings(table, evals, boot)
+    head = ["setting", "archs", *METRICS, "wall s/arch"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for setting, m in measured.items():
+        cells = " | ".join(_cell(m.values[metric]) for metric in METRICS)
+        lines.append(f"| {setting.label} | {m.archs} | {cells} | {m.wall:.0f} |")
+    picked = choose(measured) if BASELINE in measured else None
+    if picked is None:
+        lines.append("\nChoice: no setting qualifies; the 0.2 protocol stays.")
+    else:
+        setting, metric = picked
+        m, base = measured[setting], measured[BASELINE]
+        lines.append(
+            f"\nChoice: {setting.label}, for {metric}: {_cell(m.values[metric])} against today's "
+            f"{base.values[metric][0]:.2f}; val_acc {m.values['val_acc'][0]:.2f} and flatness_r "
+            f"{m.values['flatness_r'][0]:.2f} (today {base.values['val_acc'][0]:.2f}, "
+            f"{base.values['flatness_r'][0]:.2f}); {m.wall / base.wall:.2f}x today's seconds per arch."
+        )
     return "\n".join(lines)
 
 

@@ -4,6 +4,8 @@ setting ``corruption_resolution``, the set it selects for a candidate, and the p
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -99,6 +101,32 @@ def test_a_set_at_the_input_resolution_reaches_the_candidate(tmp_path, tiny_data
     # the same training (the setting is evaluation only), another corruption test
     assert (one["val_acc"], one["test_acc"]) == (two["val_acc"], two["test_acc"])
     assert seen == [(5, 8, 32, 32, 3), (5, 8, 16, 16, 3)]
+
+
+def test_a_protocol_of_severities_3_to_5_evaluates_and_averages_only_those(tmp_path, tiny_data, monkeypatch):
+    all_five = tiny_protocol(corruption_subset=8, corruption_resolution="input")
+    three = all_five.replace(corruption_severities="3-5")
+    seen = []
+    evaluate = DeviceData.corruption_tensors
+
+    def spy(self, cset, subset):
+        seen.append(cset.severities)
+        return evaluate(self, cset, subset)
+
+    monkeypatch.setattr(DeviceData, "corruption_tensors", spy)
+    table = tmp_path / "t.sqlite"
+    for protocol in (all_five, three):
+        run_bench([CONV], protocol, table, tiny_data, progress=False, options=ExecutorOptions(threads=1))
+    assert seen == [(1, 2, 3, 4, 5), (3, 4, 5)]
+    with ResultStore(table, readonly=True) as store:
+        rows = store.to_frame().set_index("protocol_hash")
+    one, two = rows.loc[all_five.hash], rows.loc[three.hash]
+    assert (one["val_acc"], one["test_acc"]) == (two["val_acc"], two["test_acc"])  # same training
+    per = two["corr_per"] if isinstance(two["corr_per"], dict) else json.loads(two["corr_per"])
+    # each corruption's figure is a mean over 3 severities x 8 images: a whole number of 24ths of 100 %
+    counts = [v * 24 / 100 for v in per.values()]
+    assert len(counts) == 15 and all(abs(c - round(c)) < 1e-4 for c in counts)
+    assert two["corr_acc_mean"] == pytest.approx(sum(per.values()) / 15, abs=1e-6)
 
 
 def test_input_resolution_refuses_a_32_px_directory(tmp_path, tiny_data):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from flatnas_bench.core.errors import ConfigError
@@ -90,3 +92,31 @@ def test_corruption_resolution_is_checked_and_enters_the_hash_only_when_input() 
     assert at_input.hash not in PINNED_HASHES.values() and at_input.hash == at_input.replace(name="x").hash
     with pytest.raises(ConfigError, match="corruption_resolution 'inputs' not one of native, input"):
         proxy.replace(corruption_resolution="inputs")
+
+
+@pytest.mark.parametrize("form", ["3-5", "3,4,5", "5,4,3", [3, 4, 5], (5, 3, 4)])
+def test_corruption_severities_read_every_form_as_one_sorted_tuple(form) -> None:
+    from flatnas_bench.bench.driver import parse_settings, resolve_protocol
+
+    three = get_protocol("proxy", corruption_severities=form)
+    assert three.corruption_severities == (3, 4, 5)
+    assert three.hash not in PINNED_HASHES.values()
+    # the CLI's --set reads the same protocol, and a stored card (JSON list) rebuilds it
+    text = form if isinstance(form, str) else json.dumps(list(form))
+    assert resolve_protocol("proxy", parse_settings([f"corruption_severities={text}"])).hash == three.hash
+    assert Protocol(**{**three.to_dict(), "corruption_severities": [3, 4, 5]}).hash == three.hash
+
+
+def test_corruption_severities_enter_the_hash_only_off_all_five() -> None:
+    proxy = get_protocol("proxy")
+    assert proxy.corruption_severities == (1, 2, 3, 4, 5)
+    assert get_protocol("proxy", corruption_severities="1-5").hash == PINNED_HASHES["proxy"]
+    assert get_protocol("proxy", corruption_severities=[5, 4, 3, 2, 1]).hash == PINNED_HASHES["proxy"]
+    hashes = {get_protocol("proxy", corruption_severities=s).hash for s in ("3-5", "4-5", "5", "1,3")}
+    assert len(hashes) == 4
+
+
+@pytest.mark.parametrize("bad", ["0-2", "3-6", "3,3", "", "a-b", "high", [], [1.5], [True], 6, 2.0])
+def test_bad_corruption_severities_are_one_line_config_errors(bad) -> None:
+    with pytest.raises(ConfigError, match=r"^protocol 'proxy': corruption_severities .* must be distinct"):
+        get_protocol("proxy", corruption_severities=bad)
