@@ -75,7 +75,8 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float:
     return float(stats.spearmanr(x, y)[0])
 
 
-def fidelity(table: pd.DataFrame, nb201_csv: Path) -> None:
+def fidelity(table: pd.DataFrame, nb201_csv: Path) -> float:
+    """Prints section 1; returns the Kendall tau of the proxy's validation accuracy against NB201's."""
     nb201 = pd.read_csv(nb201_csv, usecols=["arch", NB201_COLUMN])
     joined = table.merge(nb201, on="arch", how="inner")
     print(f"\n1. Fidelity: proxy vs NB201 {NB201_COLUMN} over {len(joined)} archs (same arch strings)")
@@ -89,6 +90,7 @@ def fidelity(table: pd.DataFrame, nb201_csv: Path) -> None:
         f"(all measured archs: {joined[NB201_COLUMN].mean():.2f}, "
         f"best measured: {joined[NB201_COLUMN].max():.2f})"
     )
+    return float(stats.kendalltau(joined["val_acc"], joined[NB201_COLUMN]).statistic)
 
 
 def flatness_claim(table: pd.DataFrame, plot: Path | None) -> None:
@@ -160,7 +162,8 @@ def claim_by_seed(rows: pd.DataFrame) -> None:
         print(f"   {label:50} {value:+7.3f}  [{low:+.3f}, {high:+.3f}]  {p:.2g}")
 
 
-def surrogate_quality(directory: Path) -> None:
+def surrogate_quality(directory: Path) -> dict[str, tuple[float, float]]:
+    """Prints section 3; returns target column -> (CV Kendall tau, attainable tau)."""
     from surrogates import load_surrogate
 
     report = load_surrogate(directory).cv_report
@@ -176,29 +179,54 @@ def surrogate_quality(directory: Path) -> None:
             f"   {row.target:32} {row.kendall_tau:11.3f} {row.ceiling_kendall:9.3f} "
             f"{row.attainable_kendall:10.3f} {row.spearman_rho:9.3f} {row.r2:7.3f} {row.rmse:8.4f} {row.n:6d}"
         )
+    return {
+        _column(row.target): (float(row.kendall_tau), float(row.attainable_kendall))
+        for row in report.itertuples(index=False)
+    }
 
 
-RELIABILITY_METRICS = ("val_acc", "test_acc", "flatness_r", "loss_sharpness", "corr_acc_mean", "corr_acc_rel")
+def _column(target: str) -> str:
+    """The row column of a surrogate target's metric name: ``cifar10_flatness_r_proxy`` -> ``flatness_r``."""
+    from flatnas_bench.core.metric_names import metric_column
+
+    return metric_column(target)
 
 
-def reliability(rows: pd.DataFrame) -> None:
+RELIABILITY_METRICS = (
+    "val_acc", "test_acc", "flatness_r", "loss_sharpness", "corr_acc_mean", "corr_acc_rel",
+    *(corr_rel_column(f) for f in CORRUPTION_FAMILIES),
+)  # fmt: skip
+
+
+def reliability(rows: pd.DataFrame, boot: int = 1000) -> dict[str, tuple[float, float, float]]:
+    """Prints section 4; returns metric -> reliability of the two-seed mean (Spearman-Brown from the
+    seed-to-seed Spearman) with its interval (the interval's ends through the same formula)."""
     from flatnas_bench.tables.reliability import metric_reliability
 
-    rows = rows.assign(corr_acc_rel=corr_acc_rel(rows["corr_acc_mean"], rows["test_acc"]))
-    replicated = int((rows.groupby("arch")["seed"].nunique() >= 2).sum())
-    print(f"\n4. Seed-to-seed reliability over the {replicated} archs with two seeds")
+    long = per_seed(rows, "the table")
+    replicated = int((long.groupby("arch")["seed"].nunique() >= 2).sum())
+    print(f"\n4. Seed-to-seed reliability over the {replicated} archs with two seeds, and of two-seed means")
     if replicated < 5:
         print("   skipped: fewer than 5 replicated archs")
-        return
-    print(f"   {'metric':16} {'Spearman [95 % CI]':>25} {'Kendall':>8} {'ICC [95 % CI]':>25}")
+        return {}
+    print(
+        f"   {'metric':16} {'Spearman [95 % CI]':>25} {'Kendall':>8} {'ICC [95 % CI]':>25} "
+        f"{'two-seed mean [95 % CI]':>27}"
+    )
+    out = {}
     for metric in RELIABILITY_METRICS:
-        rel = metric_reliability(rows, metric)
+        if metric not in long.columns:
+            continue
+        rel = metric_reliability(long, metric, boot=boot)
         lo, hi = rel.spearman_ci
         ilo, ihi = rel.icc_ci
+        mean = tuple(float(spearman_brown(v, 2)) for v in (rel.spearman, lo, hi))
+        out[metric] = mean
         print(
             f"   {metric:16} {rel.spearman:8.3f} [{lo:.3f}, {hi:.3f}] {rel.kendall:8.3f} "
-            f"{rel.icc:8.3f} [{ilo:.3f}, {ihi:.3f}]"
+            f"{rel.icc:8.3f} [{ilo:.3f}, {ihi:.3f}] {mean[0]:10.3f} [{mean[1]:.3f}, {mean[2]:.3f}]"
         )
+    return out
 
 
 # --- 5. the claim corrected for noise ----------------------------------------------------------------
@@ -374,6 +402,47 @@ def print_claim_corrected(result: dict) -> None:
         print(f"   {target:18} " + "; ".join(parts) + f"; signs agree: {'yes' if cells['agree'] else 'no'}")
 
 
+# --- 6. issue 19's targets ------------------------------------------------------------------------------
+
+#: The relative-robustness measure calibration round 2 chose for bundle 0.3 (docs/robustness.md).
+ROBUSTNESS = corr_rel_column("blur")
+
+
+def targets(
+    tau: float | None,
+    surrogate: dict[str, tuple[float, float]],
+    reliabilities: dict[str, tuple[float, float, float]],
+    robustness: str = ROBUSTNESS,
+) -> list[tuple[str, float, float]]:
+    """(what, measured, goal) for each of issue 19's numeric targets; NaN where it was not measured."""
+    nan = math.nan
+    out = [
+        (f"two-seed mean reliability, {m}", reliabilities.get(m, (nan,))[0], goal)
+        for m, goal in (("val_acc", 0.75), ("flatness_r", 0.75), ("corr_acc_mean", 0.75), (robustness, 0.65))
+    ]
+    out.append(
+        ("Kendall tau of val_acc against NB201's 200-epoch test accuracy", nan if tau is None else tau, 0.50)
+    )
+    out += [
+        (f"surrogate 5-fold CV Kendall tau, {m}", surrogate.get(m, (nan,))[0], goal)
+        for m, goal in (("val_acc", 0.60), ("flatness_r", 0.45), (robustness, 0.35))
+    ]
+    return out
+
+
+def print_targets(rows: list[tuple[str, float, float]], robustness: str) -> None:
+    print(f"\n6. Issue 19's targets (relative-robustness measure: {robustness})")
+    for what, value, goal in rows:
+        verdict = (
+            "not measured"
+            if math.isnan(value)
+            else "met"
+            if value >= goal
+            else f"missed by {goal - value:.3f}"
+        )
+        print(f"   {what:66} {value:6.3f}  goal >= {goal:.2f}  {verdict}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", type=Path, default=BUNDLED_DIR / TABLE_FILE)
@@ -382,6 +451,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, default=ROOT / "docs/img/flatness_vs_corruption.png")
     parser.add_argument("--boot", type=int, default=2000, help="bootstrap resamples in section 5")
     parser.add_argument("--json", type=Path, default=None, help="write section 5's figures to this file")
+    parser.add_argument(
+        "--robustness", default=ROBUSTNESS, help="the relative-robustness measure of section 6"
+    )
     args = parser.parse_args(argv)
     rows = pd.read_csv(args.table)
     rows = rows[rows["error"].isna()] if "error" in rows.columns else rows
@@ -392,21 +464,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.table}: {len(rows)} rows, {len(table)} measured archs, protocol "
         f"{', '.join(rows['protocol'].unique())}"
     )
+    tau = None
     if args.nb201.is_file():
-        fidelity(table, args.nb201)
+        tau = fidelity(table, args.nb201)
     else:
         print(f"\n1. Fidelity: skipped, {args.nb201} not found")
     flatness_claim(table, args.plot)
     claim_by_seed(rows)
-    if args.surrogate.is_dir():
-        surrogate_quality(args.surrogate)
-    reliability(rows)
+    surrogate = surrogate_quality(args.surrogate) if args.surrogate.is_dir() else {}
+    reliabilities = reliability(rows)
     corrected = claim_corrected(per_seed(rows, str(args.table)), boot=args.boot)
     print_claim_corrected(corrected)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(corrected, indent=1) + "\n")
         print(f"   wrote {args.json}")
+    print_targets(targets(tau, surrogate, reliabilities, args.robustness), args.robustness)
     return 0
 
 

@@ -108,6 +108,27 @@ def test_the_script_runs_on_a_table_and_writes_section_5(bv, tmp_path, capsys):
     assert written["archs"] == 40 and list(written["claim"]) == list(bv.CLAIM_TARGETS)
 
 
+def test_section_4_gives_two_seed_mean_reliability_and_section_6_judges_the_targets(bv, capsys):
+    same = bv.reliability(synthetic_rows(40, seed_noise=0.0), boot=20)
+    assert same["val_acc"] == pytest.approx((1.0, 1.0, 1.0))  # identical seeds: perfectly reliable means
+    noisy = bv.reliability(synthetic_rows(600, seed_noise=1.0), boot=50)
+    one_seed = 0.483  # Spearman of one seed of R (Pearson reliability 0.5), as above
+    assert noisy["flatness_r"][0] == pytest.approx(spearman_brown(one_seed, 2), abs=0.06)
+    low, high = noisy["flatness_r"][1:]
+    assert low < noisy["flatness_r"][0] < high
+    rows = bv.targets(0.52, {"val_acc": (0.61, 0.7), "flatness_r": (0.40, 0.6)}, same)
+    verdict = {what: (value, goal) for what, value, goal in rows}
+    assert verdict["Kendall tau of val_acc against NB201's 200-epoch test accuracy"] == (0.52, 0.50)
+    assert verdict["surrogate 5-fold CV Kendall tau, flatness_r"] == (0.40, 0.45)
+    assert verdict["two-seed mean reliability, corr_rel_blur"][1] == 0.65
+    assert np.isnan(verdict["surrogate 5-fold CV Kendall tau, corr_rel_blur"][0])
+    bv.print_targets(rows, "corr_rel_blur")
+    text = capsys.readouterr().out
+    assert re.search(r"CV Kendall tau, flatness_r +0\.400 +goal >= 0\.45 +missed by 0\.050\n", text)
+    assert re.search(r"200-epoch test accuracy +0\.520 +goal >= 0\.50 +met\n", text)
+    assert re.search(r"CV Kendall tau, corr_rel_blur +nan +goal >= 0\.35 +not measured\n", text)
+
+
 def test_the_robustness_page_shows_section_5_on_the_bundle(bv):
     """docs/robustness.md's claim tables are section 5's point values on the bundled table."""
     from flatnas_bench.tables.bundled import bundled_table_path
