@@ -18,12 +18,11 @@ cd "$(dirname "$0")/.."
 data=${1:-../shared/data/cifar10/cifar10-jpeg.tar.gz}
 table=${TABLE:-benchmarks/bundled_build/proxy_cifar10-0.3.sqlite}
 bundle=flatnas_bench/bundled
-flatnas-bench bench --data "$data" --protocol proxy --set corruption_resolution=input \
-  --set corruption_severities=3-5 --table "$table" --executor local --workers 2 --threads 1 --device cpu \
-  --arch-file "$bundle/archs.txt" --seeds 0,1 --no-progress
+flatnas-bench bench --data "$data" --protocol proxy --table "$table" --executor local --workers 2 \
+  --threads 1 --device cpu --arch-file "$bundle/archs.txt" --seeds 0,1 --no-progress
 [ -n "${BENCH_ONLY:-}" ] && exit 0
 flatnas-bench table export "$table" "$bundle/proxy_cifar10.csv"
 flatnas-bench fit-surrogate --table "$bundle/proxy_cifar10.csv" \
-  --targets val_acc,test_acc,flatness_r,loss_sharpness,corr_acc_mean,corr_acc_rel,corr_acc_resid \
+  --targets val_acc,test_acc,flatness_r,loss_sharpness,corr_acc_mean,corr_acc_rel,corr_acc_resid,corr_rel_blur \
   --out "$bundle/surrogate" --bootstrap --folds 5 --models 5 --seed 0
 python benchmarks/bundled_validation.py

@@ -24,6 +24,10 @@ TINY = {
     "val_size": 40,
     "flatness_draws": 2,
     "corruption_subset": 0,
+    # 0.2's corruption test (CIFAR-10-C at 32 px, downsampled; severities 1-5), which the tiny fixtures'
+    # 32-px corruption directories fit; proxy's own (0.3) is tested where it is asked for
+    "corruption_resolution": "native",
+    "corruption_severities": "1-5",
 }
 TINY_SETTINGS = [f"{k}={v}" for k, v in TINY.items()]
 CONV = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"

@@ -221,7 +221,7 @@ def test_cuda_runs_default_to_bf16_and_every_numerics_and_precision_has_its_own_
 
     proxy = resolve_protocol("proxy")
     on_cpu, on_gpu = run_protocol(proxy, "cpu"), run_protocol(proxy, "cuda-fast")
-    assert on_cpu == proxy and on_cpu.hash == "e6c3fcf12411"  # the bundled table's key is unchanged
+    assert on_cpu == proxy and on_cpu.hash == "7ad30ccad8e7"  # CPU fp32 rows keep the registered key
     assert on_gpu.precision == "bf16" and on_gpu.hash != proxy.hash
     assert run_protocol(proxy.replace(precision="bf16"), "cuda-fast").precision == "bf16"
     # CPU exact, CUDA deterministic, CUDA fast, each in both precisions: six keys, as the workers run
@@ -254,12 +254,12 @@ def test_the_bundled_rows_keep_their_key_under_a_cpu_run():
 
     from flatnas_bench.bench.driver import run_protocol
     from flatnas_bench.bench.executors import get_executor
-    from flatnas_bench.tables.bundled import bundled_table_path
+    from flatnas_bench.tables.bundled import MEASURED_UNDER, bundled_table_path
 
     stored = set(pd.read_csv(bundled_table_path(), usecols=["protocol_hash"])["protocol_hash"])
     for name in ("serial", "local"):
         executor = get_executor(name, device="cpu", workers=1, deterministic=True)
-        assert {run_protocol(resolve_protocol("proxy"), executor.numerics).hash} == stored == {"e6c3fcf12411"}
+        assert {run_protocol(resolve_protocol(MEASURED_UNDER), executor.numerics).hash} == stored
 
 
 def test_the_row_says_how_cuda_computed():

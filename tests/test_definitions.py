@@ -295,7 +295,8 @@ def test_preset_protocol_hashes_are_pinned() -> None:
         "nb201": "2ff2664c42d2",
         "nb201-12": "b21660569d63",
         "flatnas": "cbd7147bd4a8",
-        "proxy": "e6c3fcf12411",
+        "proxy": "7ad30ccad8e7",
+        "proxy-0.2": "e6c3fcf12411",
         "proxy-0.1": "772034ca7fcd",
     }
     assert Protocol().hash == Protocol(name="other").hash == "ed1d59f3c2ac"

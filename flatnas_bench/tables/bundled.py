@@ -24,7 +24,8 @@ TABLE_FILE = "proxy_cifar10.csv"
 SURROGATE_DIR = "surrogate"
 ARCH_FILE = "archs.txt"
 REPLICATE_FILE = "replicates.txt"  # the 150 archs of ARCH_FILE measured with a second seed
-PROTOCOL = "proxy"  # the protocol every bundled row was measured at (card in bundled/PROVENANCE.md)
+PROTOCOL = "proxy"  # the protocol label of every bundled row, its metrics' suffix (bundled/PROVENANCE.md)
+MEASURED_UNDER = "proxy-0.2"  # the registered protocol whose hash every bundled row carries
 
 # What the bundled surrogate predicts (short names; stored as cifar10_<name>_proxy).
 SURROGATE_TARGETS = (
