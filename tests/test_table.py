@@ -419,13 +419,18 @@ def test_our_sqlite_table_and_its_exports_load_alike(tmp_path):
     table = load_table(path)
     assert table.get((3, 3, 3, 3, 3, 3), "cifar100_val_acc_proxy") == 61.0  # dataset from the stored card
     assert "cifar100_corr_acc_mean_proxy" not in table.metrics  # never measured
-    exported = load_table(tmp_path / "bench.csv", dataset="cifar100")
+    # the export names each row's dataset: an override of the preset loads on its own
+    assert set(pd.read_csv(tmp_path / "bench.csv")["dataset"]) == {"cifar100"}
+    exported = load_table(tmp_path / "bench.csv")
     assert exported.metrics == table.metrics
     np.testing.assert_array_equal(
         exported.values("cifar100_flatness_r_proxy"), table.values("cifar100_flatness_r_proxy")
     )
+    bare = pd.read_csv(tmp_path / "bench.csv").drop(columns="dataset")  # an export made before 0.3
+    bare.to_csv(tmp_path / "bare.csv", index=False)
+    assert load_table(tmp_path / "bare.csv", dataset="cifar100").metrics == table.metrics
     with pytest.raises(TableError, match=r"cannot tell which dataset protocol 'proxy'.*pass dataset="):
-        load_table(tmp_path / "bench.csv")  # an override of the preset: its dataset is not the registry's
+        load_table(tmp_path / "bare.csv")  # an override of the preset: its dataset is not the registry's
     preset = get_protocol("proxy")
     result_rows(preset.name, preset.hash).to_csv(tmp_path / "preset.csv", index=False)
     assert load_table(tmp_path / "preset.csv").metrics[0] == "cifar10_val_acc_proxy"  # the preset's dataset

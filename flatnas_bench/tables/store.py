@@ -321,7 +321,9 @@ class ResultStore:
         return int(self._conn.execute("SELECT COUNT(*) FROM results").fetchone()[0])
 
     def export(self, path: str | os.PathLike[str], protocol_hash: str | None = None) -> int:
-        """Write the rows to ``path``: CSV (``.csv``) or Parquet (``.parquet``, ``.pq``). Returns how many."""
+        """Write the rows to ``path``: CSV (``.csv``) or Parquet (``.parquet``, ``.pq``), with a last column
+        ``dataset`` from each row's protocol card, so an export of a protocol the registry does not hold (a
+        ``--set`` override) loads on its own. Returns how many."""
         out = Path(path)
         suffix = out.suffix.lower()
         if suffix not in (".csv", ".parquet", ".pq"):
@@ -329,6 +331,9 @@ class ResultStore:
         if out.resolve() == self.path.resolve():
             raise TableError(f"refusing to export {self.path} onto itself")
         frame = self.to_frame(protocol_hash)
+        known = self.protocols()
+        datasets = {h: card.get("dataset") for h, card in zip(known["hash"], known["card"], strict=True)}
+        frame["dataset"] = frame["protocol_hash"].map(datasets)
         out.parent.mkdir(parents=True, exist_ok=True)
         if suffix == ".csv":
             frame.to_csv(out, index=False)
