@@ -41,7 +41,8 @@ def differences(stored: pd.Series, again: pd.Series) -> dict[str, tuple]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--table", type=Path, default=ROOT / "benchmarks/bundled_build/proxy_cifar10-0.3.sqlite")
+    build = ROOT / "benchmarks/bundled_build/proxy_cifar10-0.3.sqlite"
+    parser.add_argument("--table", type=Path, default=build)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/cifar10/cifar10-jpeg.tar.gz")
     parser.add_argument("--protocol", default="proxy")
     parser.add_argument("--rows", type=int, default=2, help="stored rows drawn at random (seed 0)")
