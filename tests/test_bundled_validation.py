@@ -100,12 +100,16 @@ def test_the_script_runs_on_a_table_and_writes_section_5(bv, tmp_path, capsys):
     absent = str(tmp_path / "absent")  # no NB201 file, no surrogate: sections 1 and 3 are skipped
     plot = str(tmp_path / "plot.png")
     args = ["--table", str(table), "--nb201", absent, "--surrogate", absent, "--plot", plot, "--boot", "20",
-            "--json", str(out)]  # fmt: skip
+            "--json", str(out), "--markdown", str(tmp_path / "claim.md")]  # fmt: skip
     assert bv.main(args) == 0
     text = capsys.readouterr().out
     assert "5. The FlatNAS claim corrected for noise" in text and "signs agree" in text
     written = json.loads(out.read_text())
     assert written["archs"] == 40 and list(written["claim"]) == list(bv.CLAIM_TARGETS)
+    tables = (tmp_path / "claim.md").read_text()
+    blur = written["claim"]["corr_rel_blur"]["spearman"]
+    assert f"| corr_rel_blur | {blur[0]:+.3f} [{blur[1]:+.3f}, {blur[2]:+.3f}] |" in tables
+    assert tables.count("\n| corr_") == 2 * len(bv.CLAIM_TARGETS)
 
 
 def test_section_4_gives_two_seed_mean_reliability_and_section_6_judges_the_targets(bv, capsys):
@@ -130,10 +134,16 @@ def test_section_4_gives_two_seed_mean_reliability_and_section_6_judges_the_targ
 
 
 def test_the_robustness_page_shows_section_5_on_the_bundle(bv):
-    """docs/robustness.md's claim tables are section 5's point values on the bundled table."""
+    """docs/robustness.md's claim tables are section 5's point values on the bundled table, as
+    ``--markdown`` writes them."""
     from flatnas_bench.tables.bundled import bundled_table_path
 
     result = bv.claim_corrected(per_seed(pd.read_csv(bundled_table_path())), boot=0)
+    page = (ROOT / "docs" / "robustness.md").read_text()
+    for row in bv.claim_markdown(result).splitlines():  # the page's rows with their intervals cut
+        if row.startswith("| corr_"):
+            points = re.sub(r" \[[^]]*\]", "", row)
+            assert points in re.sub(r" \[[^]]*\]", "", page), points
     assert (result["archs"], result["replicated"]) == (503, 150)
     text = (ROOT / "docs" / "robustness.md").read_text()
     number = r"([+-]\d\.\d{3}) \[[^]]*\]"
