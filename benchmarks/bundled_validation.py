@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from flatnas_bench.core.metric_names import metric_column
 from flatnas_bench.core.results import CORRUPTION_FAMILIES, corr_acc_rel, corr_rel_column, per_seed
 from flatnas_bench.tables.bundled import BUNDLED_DIR, SURROGATE_DIR, TABLE_FILE
 from flatnas_bench.tables.reliability import disattenuate, spearman_brown
@@ -80,8 +81,9 @@ def fidelity(table: pd.DataFrame, nb201_csv: Path) -> float:
     nb201 = pd.read_csv(nb201_csv, usecols=["arch", NB201_COLUMN])
     joined = table.merge(nb201, on="arch", how="inner")
     print(f"\n1. Fidelity: proxy vs NB201 {NB201_COLUMN} over {len(joined)} archs (same arch strings)")
+    taus = {}
     for column in ("val_acc", "test_acc"):
-        tau = stats.kendalltau(joined[column], joined[NB201_COLUMN])
+        tau = taus[column] = stats.kendalltau(joined[column], joined[NB201_COLUMN])
         rho = stats.spearmanr(joined[column], joined[NB201_COLUMN])
         print(f"   proxy {column:8}  Kendall tau {tau.statistic:+.3f}  Spearman rho {rho.statistic:+.3f}")
     top = joined.nlargest(max(1, len(joined) // 10), "val_acc")
@@ -90,7 +92,7 @@ def fidelity(table: pd.DataFrame, nb201_csv: Path) -> float:
         f"(all measured archs: {joined[NB201_COLUMN].mean():.2f}, "
         f"best measured: {joined[NB201_COLUMN].max():.2f})"
     )
-    return float(stats.kendalltau(joined["val_acc"], joined[NB201_COLUMN]).statistic)
+    return float(taus["val_acc"].statistic)
 
 
 def flatness_claim(table: pd.DataFrame, plot: Path | None) -> None:
@@ -180,16 +182,9 @@ def surrogate_quality(directory: Path) -> dict[str, tuple[float, float]]:
             f"{row.attainable_kendall:10.3f} {row.spearman_rho:9.3f} {row.r2:7.3f} {row.rmse:8.4f} {row.n:6d}"
         )
     return {
-        _column(row.target): (float(row.kendall_tau), float(row.attainable_kendall))
+        metric_column(row.target): (float(row.kendall_tau), float(row.attainable_kendall))
         for row in report.itertuples(index=False)
     }
-
-
-def _column(target: str) -> str:
-    """The row column of a surrogate target's metric name: ``cifar10_flatness_r_proxy`` -> ``flatness_r``."""
-    from flatnas_bench.core.metric_names import metric_column
-
-    return metric_column(target)
 
 
 RELIABILITY_METRICS = (
