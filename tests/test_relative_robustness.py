@@ -218,7 +218,16 @@ def test_the_robustness_page_shows_the_bundled_reliabilities():
     for name, mean, rho in shown:
         assert abs(float(mean) - computed[name].mean) <= 5e-4 + 1e-9, name
         assert abs(float(rho) - computed[name].spearman) <= 5e-3 + 1e-9, name
-    # issue 19's per-corruption seed-to-seed Spearmans over the 150 replicated archs
+
+
+def test_issue_19s_figures_on_the_0_2_bundle():
+    """Issue 19's per-corruption seed-to-seed Spearmans over the 150 replicated archs of bundle 0.2 (its
+    build table, kept in benchmarks/bundled_build/)."""
+    from conftest import ROOT
+
+    table = load_table(ROOT / "benchmarks" / "bundled_build" / "proxy_cifar10.sqlite")
+    assert (len(table), len(table.per_seed())) == (503, 653)
+    computed = {r.metric: r.spearman for r in table_reliability(table, by="corruption", boot=0)}
     issue = {"gaussian_noise": -0.08, "frost": 0.40, "fog": 0.27, "contrast": 0.16, "brightness": 0.20}
     for name, rho in issue.items():
-        assert round(computed[f"corr_rel_{name}"].spearman, 2) == rho
+        assert round(computed[f"cifar10_corr_rel_{name}_proxy"], 2) == rho, name
