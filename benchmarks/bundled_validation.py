@@ -229,7 +229,9 @@ def reliability(rows: pd.DataFrame, boot: int = 1000) -> dict[str, tuple[float, 
 #: Relative robustness measures the claim is tested on: overall, then per CIFAR-10-C family.
 CLAIM_TARGETS: tuple[str, ...] = ("corr_acc_rel", *(corr_rel_column(f) for f in CORRUPTION_FAMILIES))
 CLAIM_COLUMNS: tuple[str, ...] = ("flatness_r", "test_acc", *CLAIM_TARGETS)  # x, the control, the targets
-STATISTICS = ("spearman", "spearman_dis", "partial", "partial_dis")
+#: Per target: R against it raw and disattenuated, the same given clean accuracy, and the disattenuated
+#: correlation of clean accuracy with it (beyond +-1, the corrected partial correlation is undefined).
+STATISTICS = ("spearman", "spearman_dis", "partial", "partial_dis", "clean_dis")
 
 
 def rank_correlations(values: np.ndarray) -> np.ndarray:
@@ -284,7 +286,7 @@ def claim_data(long: pd.DataFrame, columns: Sequence[str] = CLAIM_COLUMNS) -> Cl
 
 
 def _corrected_statistics(data: ClaimData, idx: np.ndarray) -> np.ndarray:
-    """For the archs ``idx`` (a resample): per target, the 4 :data:`STATISTICS` of R against it, then the
+    """For the archs ``idx`` (a resample): per target, the :data:`STATISTICS` of R against it, then the
     one-seed reliability and the reliability of the seed means of every column."""
     matrix = rank_correlations(data.means[idx])
     rep = idx[data.replicated[idx]]
@@ -299,6 +301,7 @@ def _corrected_statistics(data: ClaimData, idx: np.ndarray) -> np.ndarray:
             corrected[0, j],
             partial_from(matrix, 0, j, 1),
             partial_from(corrected, 0, j, 1),
+            corrected[1, j],
         ]
     return np.concatenate([out, one_seed, of_means])
 
@@ -335,7 +338,8 @@ def claim_corrected(long: pd.DataFrame, boot: int = 2000, seed: int = 0) -> dict
     (value, low, high, share of resamples where defined)}}, ``by_seed`` {target: {spearman|partial:
     [(value, low, high) seed 1st, 2nd], agree: bool}}."""
     data = claim_data(long)
-    m, targets = len(CLAIM_COLUMNS), CLAIM_TARGETS
+    m, targets, per = len(CLAIM_COLUMNS), CLAIM_TARGETS, len(STATISTICS)
+    rel = per * len(targets)  # where the reliabilities start
     point, cis, defined = _bootstrap(lambda i: _corrected_statistics(data, i), len(data.archs), boot, seed)
     rep = np.flatnonzero(data.replicated)
     spoint, scis, _ = _bootstrap(lambda i: _by_seed_statistics(data, rep[i]), len(rep), boot, seed)
@@ -345,10 +349,13 @@ def claim_corrected(long: pd.DataFrame, boot: int = 2000, seed: int = 0) -> dict
         "replicated": len(rep),
         "seeds": float(1 / np.mean(1 / data.seeds)),
         "reliability": {
-            c: {"one_seed": entry(4 * len(targets) + i)[:3], "means": entry(4 * len(targets) + m + i)[:3]}
+            c: {"one_seed": entry(rel + i)[:3], "means": entry(rel + m + i)[:3]}
             for i, c in enumerate(CLAIM_COLUMNS)
         },
-        "claim": {t: {s: entry(4 * j + k) for k, s in enumerate(STATISTICS)} for j, t in enumerate(targets)},
+        "claim": {
+            t: dict(zip(STATISTICS, (entry(per * j + k) for k in range(per)), strict=True))
+            for j, t in enumerate(targets)
+        },
         "by_seed": {},
     }
     for j, target in enumerate(targets):
@@ -385,12 +392,17 @@ def print_claim_corrected(result: dict) -> None:
     print(f"   {'R against':18} {'Spearman raw':>26} {'disattenuated':>26} {'partial | clean raw':>26} "
           f"{'disattenuated':>26}")  # fmt: skip
     for target, cells in result["claim"].items():
-        shown = [_cell(*cells[s]) for s in STATISTICS]
+        shown = [_cell(*cells[s]) for s in STATISTICS[:4]]
         print(f"   {target:18} " + " ".join(f"{c:>26}" for c in shown))
     for target, cells in result["claim"].items():
         share = 1 - cells["spearman_dis"][3]
         if share > 0:
             print(f"   {target}: {share:.0%} of the resamples have a reliability <= 0 (no finite correction)")
+    for target, cells in result["claim"].items():
+        clean = cells["clean_dis"][0]
+        if math.isfinite(clean) and abs(clean) >= 1:
+            print(f"   {target}: disattenuated correlation with clean accuracy {clean:+.2f}, beyond +-1, "
+                  "so the corrected partial is undefined")  # fmt: skip
     print(f"   within each seed, over the {result['replicated']} archs with two seeds (first | second seed):")
     for target, cells in result["by_seed"].items():
         parts = [f"{n} {_cell(*cells[n][0])} | {_cell(*cells[n][1])}" for n in ("spearman", "partial")]
@@ -405,8 +417,10 @@ def claim_markdown(result: dict) -> str:
         "|---|---|---|---|---|",
     ]
     for target, cells in result["claim"].items():
-        raw, dis, partial, partial_dis = (_cell(*cells[s]) for s in STATISTICS)
+        raw, dis, partial, partial_dis = (_cell(*cells[s]) for s in STATISTICS[:4])
         dis = "n/a (reliability < 0)" if dis == "n/a" else dis
+        if partial_dis == "n/a" and dis != "n/a (reliability < 0)":
+            partial_dis = f"n/a (clean {cells['clean_dis'][0]:+.2f})"
         lines.append(f"| {label(target)} | {raw} | {dis} | {partial} | {partial_dis} |")
     lines += [
         "",

@@ -91,6 +91,40 @@ def test_identical_seeds_need_no_correction_and_agree(bv):
         assert claim["partial_dis"][0] == pytest.approx(claim["partial"][0])
         first, second = result["by_seed"][target]["partial"]
         assert first[0] == pytest.approx(second[0]) and result["by_seed"][target]["agree"]
+    means = per_seed(synthetic_rows(60, seed_noise=0.0)).groupby("arch")[["test_acc", "corr_acc_rel"]].mean()
+    clean = result["claim"]["corr_acc_rel"]["clean_dis"][0]  # reliabilities 1: the raw correlation
+    assert clean == pytest.approx(stats.spearmanr(means["test_acc"], means["corr_acc_rel"])[0])
+
+
+def test_a_ratio_sharing_clean_accuracys_noise_leaves_the_corrected_partial_undefined_and_says_why(
+    bv, capsys
+):
+    """Relative accuracy divides by clean accuracy, so a seed's clean-accuracy noise enters both with opposite
+    signs; where that noise dominates, the disattenuated clean-robustness correlation passes -1 and the
+    corrected partial correlation has no value: the tables say which correlation broke it."""
+    rng = np.random.default_rng(0)
+    n = 200
+    archs = [str(a) for a in list(canonical_archs())[:n]]
+    clean, t = rng.uniform(40, 60, n), rng.normal(size=n)
+    rows = []
+    for s in (0, 1):
+        test, r = clean + rng.normal(scale=10, size=n), 3 + t + rng.normal(size=n)
+        corr = clean * (0.8 - 0.02 * t)  # the same corrupted accuracy in both seeds; clean accuracy is noisy
+        rows += [{"arch": a, "protocol": "proxy", "seed": s, "val_acc": test[i], "test_acc": test[i],
+                  "flatness_r": r[i], "loss_sharpness": r[i], "corr_acc_mean": corr[i], "error": None,
+                  "corr_per": json.dumps(dict.fromkeys(FAMILY_CORRUPTIONS, float(corr[i])))}
+                 for i, a in enumerate(archs)]  # fmt: skip
+    result = bv.claim_corrected(per_seed(pd.DataFrame(rows)), boot=0)
+    cells = result["claim"]["corr_acc_rel"]
+    assert result["reliability"]["corr_acc_rel"]["means"][0] > 0.1  # the correction itself is defined ...
+    assert cells["clean_dis"][0] < -1 and np.isnan(cells["partial_dis"][0])  # ... its partial is not
+    table = bv.claim_markdown(result)
+    assert f"| n/a (clean {cells['clean_dis'][0]:+.2f}) |" in table.splitlines()[2]
+    bv.print_claim_corrected(result)
+    assert (
+        f"corr_acc_rel: disattenuated correlation with clean accuracy {cells['clean_dis'][0]:+.2f}, beyond"
+        in capsys.readouterr().out
+    )
 
 
 def test_the_script_runs_on_a_table_and_writes_section_5(bv, tmp_path, capsys):
