@@ -4,8 +4,9 @@
 # proxy protocol of 0.3: 0.2's training and flatness, the corruption test made by the CIFAR-10-C operations
 # at the network's 16 px and averaged over severities 3-5 (hash 7ad30ccad8e7; calibration round 2,
 # docs/robustness.md). Once every row is in, it exports the table to flatnas_bench/bundled/proxy_cifar10.csv,
-# refits the bundled surrogate and reruns benchmarks/bundled_validation.py. Stop it at any point and run it
-# again: finished (arch, seed) rows are skipped. To stop it, signal its process group: Ctrl-C in its
+# refits the bundled surrogate and reruns benchmarks/bundled_validation.py (its output, JSON figures and
+# claim tables to benchmarks/results/bundled_validation.txt, .json, bundled_claim.md). Stop it at any point
+# and run it again: finished (arch, seed) rows are skipped. To stop it, signal its process group: Ctrl-C in its
 # terminal, else SIGTERM to the group (below); the bench finishes and stores the candidates in flight, then
 # exits 130, and no later step starts. The table in benchmarks/bundled_build/ is committed as it grows.
 # Rows reproduce exactly on the same CPU model with one thread per worker (every row records both).
@@ -25,4 +26,5 @@ flatnas-bench table export "$table" "$bundle/proxy_cifar10.csv"
 flatnas-bench fit-surrogate --table "$bundle/proxy_cifar10.csv" \
   --targets val_acc,test_acc,flatness_r,loss_sharpness,corr_acc_mean,corr_acc_rel,corr_acc_resid,corr_rel_blur \
   --out "$bundle/surrogate" --bootstrap --folds 5 --models 5 --seed 0
-python benchmarks/bundled_validation.py
+python benchmarks/bundled_validation.py --json benchmarks/results/bundled_validation.json \
+  --markdown benchmarks/results/bundled_claim.md | tee benchmarks/results/bundled_validation.txt
