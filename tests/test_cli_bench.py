@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from helpers import CONV, SKIP, SKIP_TWIN, TINY_SETTINGS, make_imagefolder, tiny_protocol
+from helpers import CONV, SKIP, SKIP_TWIN, TINY_SETTINGS, cpu_label, make_imagefolder, tiny_protocol
 from typer.testing import CliRunner
 
 import cli.bench
@@ -25,7 +25,6 @@ import flatnas_bench.bench.worker
 import flatnas_bench.engine.train
 from cli.main import app
 from flatnas_bench.bench.options import ExecutorOptions
-from flatnas_bench.core.cores import cpu_model
 from flatnas_bench.core.errors import ConfigError
 from flatnas_bench.core.results import RESULT_COLUMNS
 from flatnas_bench.corruptions.generate import write_corruption_set
@@ -303,7 +302,7 @@ def test_bench_options_reach_the_rows(env, tmp_path, monkeypatch):
     ]
     by_seed = frame.set_index(["arch", "seed"]).sort_index()
     assert (by_seed.xs(0, level="seed")["train_loss"] != by_seed.xs(1, level="seed")["train_loss"]).all()
-    assert set(frame["device"]) == {f"cpu (2 threads, {cpu_model()})"}
+    assert set(frame["device"]) == {f"cpu (2 threads, {cpu_label()})"}
     assert {json.dumps(sorted(json.loads(c))) for c in frame["corr_per"]} == {json.dumps(["contrast", "fog"])}
     assert frame["corr_acc_mean"].notna().all()
     # the run's worker got the options as one object: deterministic numerics, 2 threads
@@ -329,7 +328,7 @@ def test_retry_failed_evaluates_failed_rows_again_on_the_local_executor(env, tmp
         frame = store.to_frame()
     assert len(frame) == 1 and frame["error"].isna().all() and frame["val_acc"].notna().all()
     # the worker process kept --threads 1, and the row names the CPU model (float results depend on both)
-    assert frame["device"].iloc[0] == f"cpu (1 thread, {cpu_model()})"
+    assert frame["device"].iloc[0] == f"cpu (1 thread, {cpu_label()})"
 
 
 def test_bf16_on_a_cpu_without_it_is_refused_before_any_row_is_written(env, tmp_path, monkeypatch):

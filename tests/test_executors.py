@@ -381,15 +381,18 @@ def test_no_cuda_stream_or_event_without_an_explicit_device():
 def test_a_row_names_the_physical_gpu_and_the_cpu_model(monkeypatch):
     import torch
 
-    from flatnas_bench.core.cores import cpu_model
+    from flatnas_bench.core.cores import cpu_generation, cpu_model
     from flatnas_bench.engine import candidate
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        assert candidate.device_name(torch.device("cpu")) == f"cpu (1 thread, {cpu_model()})"
+        label = candidate.device_name(torch.device("cpu"))
     finally:
         torch.set_num_threads(threads)
+    capability = torch.backends.cpu.get_cpu_capability()  # e.g. AVX2, AVX512: which kernels run
+    generation = f"{cpu_generation()}, " if cpu_generation() else ""
+    assert label == f"cpu (1 thread, {cpu_model()}, {generation}{capability})"
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "NVIDIA H200")
     monkeypatch.setattr(candidate, "numerics_label", lambda device: "tf32")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
@@ -409,3 +412,22 @@ def test_a_severity_subset_of_a_corruption_set_is_the_same_object_on_every_call(
     first = driver._severity_view(cset, (3, 4, 5))
     assert first is driver._severity_view(cset, (3, 4, 5)) and first.severities == (3, 4, 5)
     assert driver._severity_view(cset, (5,)).severities == (5,)
+
+
+def test_the_cpu_generation_is_the_first_processors_family_and_model(tmp_path, monkeypatch):
+    """A virtual machine's model name ("AMD EPYC") can hide several generations whose float results differ;
+    the x86 family and model numbers tell them apart, read from the first processor's entries."""
+    from flatnas_bench.core import cores
+
+    info = tmp_path / "cpuinfo"
+    info.write_text(
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n"
+        "model name\t: AMD   EPYC\n\nprocessor\t: 1\ncpu family\t: 23\nmodel\t\t: 49\n"
+    )
+    entries = cores._cpuinfo(info)
+    assert (entries["cpu family"], entries["model"], entries["model name"]) == ("25", "17", "AMD EPYC")
+    assert cores._cpuinfo(tmp_path / "absent") == {}
+    monkeypatch.setattr(cores, "_cpuinfo", lambda: entries)
+    assert (cores.cpu_model(), cores.cpu_generation()) == ("AMD EPYC", "family 25 model 17")
+    monkeypatch.setattr(cores, "_cpuinfo", lambda: {"model name": "Apple M2"})  # no x86 numbers: left out
+    assert cores.cpu_generation() == ""

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 import flatnas_bench
-from flatnas_bench.core.cores import cpu_model
+from flatnas_bench.core.cores import cpu_generation, cpu_model
 from flatnas_bench.core.errors import ConfigError
 from flatnas_bench.core.protocol import Protocol
 from flatnas_bench.core.results import RESULT_COLUMNS, complete_row
@@ -58,16 +58,18 @@ class CandidateJob:
 
 
 def device_name(device: torch.device) -> str:
-    """A readable device label for the row, e.g. ``"cpu (1 thread, AMD EPYC)"`` or ``"cuda:0 (GPU 3) NVIDIA
-    H200 (tf32, cudnn.benchmark, nondeterministic)"``: what the numbers depend on besides the protocol. On
-    CPU the thread count and CPU model (float results change with either); on CUDA the physical GPU a
-    worker restricted by ``CUDA_VISIBLE_DEVICES`` sees as ``cuda:0``, and whether the numbers reproduce."""
+    """A readable device label for the row, e.g. ``"cpu (1 thread, AMD EPYC, family 25 model 1, AVX2)"`` or
+    ``"cuda:0 (GPU 3) NVIDIA H200 (tf32, cudnn.benchmark, nondeterministic)"``: what the numbers depend on
+    besides the protocol. On CPU the thread count, the CPU model and generation and the vector instructions
+    PyTorch's kernels use (float results change with each); on CUDA the physical GPU a worker restricted by
+    ``CUDA_VISIBLE_DEVICES`` sees as ``cuda:0``, and whether the numbers reproduce."""
     if device.type == "cuda":
         visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
         physical = f" (GPU {visible})" if visible and "," not in visible else ""
         return f"{device}{physical} {torch.cuda.get_device_name(device)} ({numerics_label(device)})"
     threads = torch.get_num_threads()
-    return f"{device.type} ({threads} thread{'s' if threads > 1 else ''}, {cpu_model()})"
+    cpu = ", ".join(filter(None, (cpu_model(), cpu_generation(), torch.backends.cpu.get_cpu_capability())))
+    return f"{device.type} ({threads} thread{'s' if threads > 1 else ''}, {cpu})"
 
 
 def evaluate_candidate(
