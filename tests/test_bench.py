@@ -249,7 +249,7 @@ def test_cuda_runs_default_to_bf16_and_every_numerics_and_precision_has_its_own_
 
 
 def test_the_bundled_rows_keep_their_key_under_a_cpu_run():
-    """A CPU bench of the bundled protocol today keys its rows as the 0.2 table did (a run resumes it)."""
+    """A CPU bench of the bundled protocol today keys its rows as the 0.3 table did (a run resumes it)."""
     import pandas as pd
 
     from flatnas_bench.bench.driver import run_protocol

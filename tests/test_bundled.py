@@ -19,7 +19,6 @@ from flatnas_bench.tables.bundled import (
     PROTOCOL,
     SURROGATE_TARGETS,
     bundled_arch_file,
-    bundled_replicate_file,
     bundled_surrogate_dir,
     bundled_table_path,
     load_bundled_table,
@@ -37,18 +36,17 @@ def frame() -> pd.DataFrame:
 
 
 def test_table_schema_and_row_count(frame: pd.DataFrame) -> None:
-    # a `table export` of the 0.2 build: every store column, in order; one row per (arch, seed)
-    assert tuple(frame.columns) == STORE_COLUMNS
-    archs, replicated = read_arch_file(bundled_arch_file()), read_arch_file(bundled_replicate_file())
-    assert len(archs) == 503 and len(replicated) == 150 and set(replicated) <= set(archs)
-    assert len(frame) == 503 + 150
+    # a `table export` of the 0.3 build: every store column, in order, then the protocol card's dataset;
+    # each arch with seeds 0 and 1
+    assert tuple(frame.columns) == (*STORE_COLUMNS, "dataset") and (frame["dataset"] == "cifar10").all()
+    archs = read_arch_file(bundled_arch_file())
+    assert len(archs) == 503 and len(frame) == 2 * 503
     assert frame["error"].isna().all()
     assert (frame["protocol"] == PROTOCOL).all() and frame["protocol_hash"].nunique() == 1
     assert not frame.duplicated(["arch", "seed"]).any()
     seeds = frame.groupby("arch")["seed"].apply(frozenset)
-    assert set(seeds.index) == set(archs)
-    assert {a for a, s in seeds.items() if s == {0, 1}} == set(replicated)
-    assert (frame["device"] == "cpu (1 thread)").all()  # reproducible with --threads 1
+    assert set(seeds.index) == set(archs) and set(seeds) == {frozenset({0, 1})}
+    assert (frame["device"] == "cpu (1 thread, AMD EPYC)").all()  # reproducible with --threads 1
 
 
 def test_table_holds_distinct_canonical_archs_and_the_required_ones(frame: pd.DataFrame) -> None:
@@ -80,11 +78,9 @@ def test_loads_through_the_table_api() -> None:
     table = load_bundled_table()
     assert len(table) == 503
     assert metric_name("cifar10", "flatness_r", PROTOCOL) in table.metrics
-    assert len(table.per_seed()) == 503 + 150
+    assert len(table.per_seed()) == 2 * 503
     raw = pd.read_csv(bundled_table_path())
-    twice = raw["arch"].value_counts()
-    arch = twice.index[0]  # a replicated arch: the table holds the mean of its two seeds
-    assert twice.iloc[0] == 2
+    arch = raw["arch"].iloc[0]  # every arch has two seeds: the table holds their mean
     rows = raw[raw["arch"] == arch]
     assert table.get(arch, "val_acc") == pytest.approx(rows["val_acc"].mean(), rel=1e-12)
     assert table.get(arch, "n_seeds") == 2
@@ -102,8 +98,8 @@ def test_surrogate_loads_and_predicts_every_target() -> None:
     assert (report["folds"] == 5).all() and report[
         ["kendall_tau", "spearman_rho", "r2", "rmse"]
     ].notna().all().all()
-    # every target carries its noise ceiling from the 150 replicated archs
-    assert (report["ceiling_archs"] == 150).all()
+    # every target carries its noise ceiling from the 503 archs' two seeds
+    assert (report["ceiling_archs"] == 503).all()
     assert report[["ceiling_kendall", "attainable_kendall"]].notna().all().all()
     out = model.predict([Arch.from_str(NB201_BEST)])
     assert out.notna().all().all()

@@ -23,13 +23,13 @@ BUNDLED_DIR = Path(__file__).resolve().parent.parent / "bundled"
 TABLE_FILE = "proxy_cifar10.csv"
 SURROGATE_DIR = "surrogate"
 ARCH_FILE = "archs.txt"
-REPLICATE_FILE = "replicates.txt"  # the 150 archs of ARCH_FILE measured with a second seed
 PROTOCOL = "proxy"  # the protocol label of every bundled row, its metrics' suffix (bundled/PROVENANCE.md)
-MEASURED_UNDER = "proxy-0.2"  # the registered protocol whose hash every bundled row carries
+MEASURED_UNDER = "proxy"  # the registered protocol whose hash every bundled row carries (0.3)
 
 # What the bundled surrogate predicts (short names; stored as cifar10_<name>_proxy).
 SURROGATE_TARGETS = (
     "val_acc", "test_acc", "flatness_r", "loss_sharpness", "corr_acc_mean", "corr_acc_rel", "corr_acc_resid",
+    "corr_rel_blur",
 )  # fmt: skip
 
 
@@ -56,16 +56,10 @@ def bundled_arch_file() -> Path:
     return BUNDLED_DIR / ARCH_FILE
 
 
-def bundled_replicate_file() -> Path:
-    """The bundled archs that were also measured with training seed 1 (drawn at random; PROVENANCE.md)."""
-    return BUNDLED_DIR / REPLICATE_FILE
-
-
 def load_bundled_table() -> BenchTable:
     """The bundled table as a :class:`~flatnas_bench.tables.table.BenchTable`: one row per arch, each metric
-    the
-    mean over the arch's seeds (``cifar10_n_seeds_proxy`` says how many), per-seed rows kept for
-    :func:`~flatnas_bench.tables.reliability.table_reliability`."""
+    the mean over the arch's two training seeds (``cifar10_n_seeds_proxy`` says how many), per-seed rows
+    kept for :func:`~flatnas_bench.tables.reliability.table_reliability`."""
     from flatnas_bench.tables.readers import load_table
 
     return load_table(bundled_table_path())
