@@ -317,12 +317,13 @@ def test_query_of_one_arch_prints_one_line_per_target() -> None:
     report = model.cv_report.set_index("target")
     assert lines[0] == BEST and lines[1] == "params 1.073466 M, FLOPs 153.27297 M MACs"
     assert lines[2].split() == ["target", "prediction", "CV", "tau", "seed", "tau", "attainable"]
-    for line, target in zip(lines[3:10], model.targets, strict=True):
+    assert len(model.targets) == 8  # the bundled surrogate's targets, corr_rel_blur last
+    for line, target in zip(lines[3:11], model.targets, strict=True):
         q = report.loc[target]
         cells = [f"{want[target]:.3f}", "±", f"{want[target + '_std']:.3f}", f"{q.kendall_tau:.2f}"]
         cells += [f"{q.ceiling_kendall:.2f}", f"{q.attainable_kendall:.2f}"]
         assert line.split() == [target, *cells]
-    assert lines[10] == "" and "CV tau: the surrogate's cross-validated Kendall tau" in lines[11]
+    assert lines[11] == "" and "CV tau: the surrogate's cross-validated Kendall tau" in lines[12]
     assert max(len(line) for line in lines[1:]) <= 80  # only the arch string itself is longer
 
 
@@ -354,8 +355,8 @@ def test_query_of_one_target_reads_only_that_targets_models(monkeypatch) -> None
     result = runner.invoke(app, ["query", BEST, "--targets", "flatness_r"])
     assert result.exit_code == 0, result.output
     meta = json.loads((bundled_surrogate_dir() / "metadata.json").read_text())
-    assert read == list(meta["models"]["cifar10_flatness_r_proxy"]["files"])  # 5 of the 35 files
-    assert len(read) == 5 and sum(len(m["files"]) for m in meta["models"].values()) == 35
+    assert read == list(meta["models"]["cifar10_flatness_r_proxy"]["files"])  # 5 of the 40 files
+    assert len(read) == 5 and sum(len(m["files"]) for m in meta["models"].values()) == 40
     model = load_surrogate(bundled_surrogate_dir())
     assert model.models.loaded == []  # checksums verified, nothing parsed yet
     model.predict([BEST], ["val_acc"])
