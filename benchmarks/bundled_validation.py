@@ -41,6 +41,7 @@ from scipy import stats
 
 from flatnas_bench.core.metric_names import metric_column
 from flatnas_bench.core.results import CORRUPTION_FAMILIES, corr_acc_rel, corr_rel_column, per_seed
+from flatnas_bench.nb201.encodings import live_route_counts
 from flatnas_bench.tables.bundled import BUNDLED_DIR, SURROGATE_DIR, TABLE_FILE
 from flatnas_bench.tables.reliability import disattenuate, spearman_brown
 
@@ -124,7 +125,7 @@ def flatness_claim(table: pd.DataFrame, plot: Path | None) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    live = clean > 15.0  # a cell at chance (10 %, R = 0) would squash the others into a corner
+    live = live_route_counts(table["arch"]) > 0  # a dead cell (at chance, R = 0) would squash the others
     dead = int((~live).sum())
     fig, ax = plt.subplots(figsize=(6.4, 4.6), dpi=120)
     points = ax.scatter(
@@ -133,7 +134,7 @@ def flatness_claim(table: pd.DataFrame, plot: Path | None) -> None:
     fig.colorbar(points, ax=ax, label="clean test accuracy (%)")
     ax.set_xlabel("flatness R (accuracy drop, points; lower = flatter)")
     ax.set_ylabel("mean corruption accuracy (%)")
-    left_out = f" ({dead} at chance not shown)" if dead else ""
+    left_out = f" ({dead} dead, at chance, not shown)" if dead else ""
     ax.set_title(
         f"{len(table)} archs{left_out}: Spearman {rho:+.2f}, partial | clean {partial:+.2f}",
         fontsize=9,

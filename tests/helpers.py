@@ -36,16 +36,6 @@ SKIP_TWIN = next(a for a in SKIP.neighbours() if a.iso_key == SKIP.iso_key and a
 MIXED = "|nor_conv_1x1~0|+|skip_connect~0|avg_pool_3x3~1|+|none~0|nor_conv_3x3~1|nor_conv_1x1~2|"
 
 
-def cpu_label() -> str:
-    """What a CPU row's device label names after its thread count: the CPU model, its x86 family and model
-    numbers where the OS gives them, and the vector instructions PyTorch's kernels use."""
-    import torch
-
-    from flatnas_bench.core.cores import cpu_generation, cpu_model
-
-    return ", ".join(filter(None, (cpu_model(), cpu_generation(), torch.backends.cpu.get_cpu_capability())))
-
-
 def make_imagefolder(root: Path, train_per_class: int = 16, test_per_class: int = 4, seed: int = 0) -> Path:
     """A 10-class 32x32 ImageFolder (``train/<class>/*.png``, ``test/...``) whose classes differ in colour,
     so a tiny network learns something in 2 epochs."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from helpers import CONV, SKIP, SKIP_TWIN, TINY_SETTINGS, cpu_label, make_imagefolder, tiny_protocol
+from helpers import CONV, SKIP, SKIP_TWIN, TINY_SETTINGS, make_imagefolder, tiny_protocol
 from typer.testing import CliRunner
 
 import cli.bench
@@ -28,6 +28,7 @@ from flatnas_bench.bench.options import ExecutorOptions
 from flatnas_bench.core.errors import ConfigError
 from flatnas_bench.core.results import RESULT_COLUMNS
 from flatnas_bench.corruptions.generate import write_corruption_set
+from flatnas_bench.engine.candidate import cpu_label
 from flatnas_bench.engine.data import load_images
 from flatnas_bench.nb201.space import sample_archs
 from flatnas_bench.tables.store import ResultStore

@@ -57,6 +57,13 @@ class CandidateJob:
             raise ConfigError(f"CandidateJob.protocol must be a Protocol, got {type(self.protocol).__name__}")
 
 
+def cpu_label() -> str:
+    """The CPU as a row's device label names it after the thread count: model name, x86 family and model
+    where the OS gives them, and the vector instructions PyTorch's kernels use (``"AMD EPYC, family 25 model
+    1, AVX2"``)."""
+    return ", ".join(filter(None, (cpu_model(), cpu_generation(), torch.backends.cpu.get_cpu_capability())))
+
+
 def device_name(device: torch.device) -> str:
     """A readable device label for the row, e.g. ``"cpu (1 thread, AMD EPYC, family 25 model 1, AVX2)"`` or
     ``"cuda:0 (GPU 3) NVIDIA H200 (tf32, cudnn.benchmark, nondeterministic)"``: what the numbers depend on
@@ -68,8 +75,7 @@ def device_name(device: torch.device) -> str:
         physical = f" (GPU {visible})" if visible and "," not in visible else ""
         return f"{device}{physical} {torch.cuda.get_device_name(device)} ({numerics_label(device)})"
     threads = torch.get_num_threads()
-    cpu = ", ".join(filter(None, (cpu_model(), cpu_generation(), torch.backends.cpu.get_cpu_capability())))
-    return f"{device.type} ({threads} thread{'s' if threads > 1 else ''}, {cpu})"
+    return f"{device.type} ({threads} thread{'s' if threads > 1 else ''}, {cpu_label()})"
 
 
 def evaluate_candidate(
