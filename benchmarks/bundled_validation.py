@@ -43,6 +43,7 @@ from flatnas_bench.core.metric_names import metric_column
 from flatnas_bench.core.results import CORRUPTION_FAMILIES, corr_acc_rel, corr_rel_column, per_seed
 from flatnas_bench.nb201.encodings import live_route_counts
 from flatnas_bench.tables.bundled import BUNDLED_DIR, SURROGATE_DIR, TABLE_FILE
+from flatnas_bench.tables.readers import read_csv
 from flatnas_bench.tables.reliability import disattenuate, spearman_brown
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,7 +80,7 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float:
 
 def fidelity(table: pd.DataFrame, nb201_csv: Path) -> float:
     """Prints section 1; returns the Kendall tau of the proxy's validation accuracy against NB201's."""
-    nb201 = pd.read_csv(nb201_csv, usecols=["arch", NB201_COLUMN])
+    nb201 = read_csv(nb201_csv, usecols=["arch", NB201_COLUMN])
     joined = table.merge(nb201, on="arch", how="inner")
     print(f"\n1. Fidelity: proxy vs NB201 {NB201_COLUMN} over {len(joined)} archs (same arch strings)")
     taus = {}
@@ -496,7 +497,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--robustness", default=ROBUSTNESS, help="the relative-robustness measure of section 6"
     )
     args = parser.parse_args(argv)
-    rows = pd.read_csv(args.table)
+    rows = read_csv(args.table)
     rows = rows[rows["error"].isna()] if "error" in rows.columns else rows
     numeric = rows.select_dtypes("number").columns.drop("seed", errors="ignore")
     table = rows.groupby("arch", as_index=False, sort=False)[list(numeric)].mean()

@@ -49,6 +49,7 @@ from flatnas_bench.engine.flatness import perturbation_outcomes
 from flatnas_bench.engine.train import predict, train_model
 from flatnas_bench.nb201.encodings import live_route_counts
 from flatnas_bench.tables.bundled import bundled_table_path
+from flatnas_bench.tables.readers import read_csv
 from flatnas_bench.tables.reliability import pair_reliability, replicate_pairs
 
 SIGMAS = (0.05, 0.1, 0.2)
@@ -107,7 +108,7 @@ def tiny_plan() -> Plan:
 
 def panel(n: int) -> list[str]:
     """``n`` canonical archs at evenly spaced quantiles of the bundled table's validation accuracy."""
-    table = pd.read_csv(bundled_table_path())
+    table = read_csv(bundled_table_path())
     table = table[live_route_counts(table["arch"]) > 0].sort_values("val_acc", kind="stable")
     pick = np.round((np.arange(n) + 0.5) / n * len(table) - 0.5).astype(int)
     return table["arch"].iloc[pick].tolist()
@@ -322,7 +323,7 @@ def markdown(table: pd.DataFrame) -> str:
 def fidelity(records: pd.DataFrame, plan: Plan, nb201_csv: Path) -> str:
     """Per budget: Kendall tau of the seed-mean accuracies against NB201's 200-epoch CIFAR-10 test accuracy
     over the panel (NB201's table is read for this check only)."""
-    nb201 = pd.read_csv(nb201_csv, usecols=["arch", "cifar10_test_acc_200ep"]).set_index("arch")
+    nb201 = read_csv(nb201_csv, usecols=["arch", "cifar10_test_acc_200ep"]).set_index("arch")
     val = f"val_acc|n{max(plan.val_images)}"
     lines = ["| budget | archs | tau(val_acc, NB201) | tau(test_acc, NB201) |", "|---|---|---|---|"]
     for budget, sub in records.groupby("budget", sort=False):

@@ -25,12 +25,11 @@ import statistics
 import time
 from pathlib import Path
 
-import pandas as pd
-
 from flatnas_bench.search.context import ObjectiveContext
 from flatnas_bench.search.engine import SearchConfig, exhaustive, search
 from flatnas_bench.search.objectives import make_objectives
 from flatnas_bench.search.result import hypervolume_ratio
+from flatnas_bench.tables.readers import read_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CSV = (
@@ -54,7 +53,7 @@ def main() -> None:
 
     from surrogates import fit_surrogate
 
-    table = pd.read_csv(args.csv)
+    table = read_csv(args.csv)
     table["slow_gap"] = table["cifar10_valid_acc_200ep"] - table["cifar10_test_acc_12ep_1seed"]
     start = time.perf_counter()
     surrogate = fit_surrogate(table, TARGETS, n_models=5, seed=0, folds=5)

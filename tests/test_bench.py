@@ -27,6 +27,7 @@ from flatnas_bench.bench.executor import Executor
 from flatnas_bench.bench.options import ExecutorOptions
 from flatnas_bench.bench.worker import RunContext, failed_row
 from flatnas_bench.core.errors import ConfigError, DataError
+from flatnas_bench.tables.readers import read_csv
 from flatnas_bench.tables.store import ResultStore
 
 
@@ -250,13 +251,12 @@ def test_cuda_runs_default_to_bf16_and_every_numerics_and_precision_has_its_own_
 
 def test_the_bundled_rows_keep_their_key_under_a_cpu_run():
     """A CPU bench of the bundled protocol today keys its rows as the 0.3 table did (a run resumes it)."""
-    import pandas as pd
 
     from flatnas_bench.bench.driver import run_protocol
     from flatnas_bench.bench.executors import get_executor
     from flatnas_bench.tables.bundled import MEASURED_UNDER, bundled_table_path
 
-    stored = set(pd.read_csv(bundled_table_path(), usecols=["protocol_hash"])["protocol_hash"])
+    stored = set(read_csv(bundled_table_path(), usecols=["protocol_hash"])["protocol_hash"])
     for name in ("serial", "local"):
         executor = get_executor(name, device="cpu", workers=1, deterministic=True)
         assert {run_protocol(resolve_protocol(MEASURED_UNDER), executor.numerics).hash} == stored

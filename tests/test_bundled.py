@@ -23,6 +23,7 @@ from flatnas_bench.tables.bundled import (
     bundled_table_path,
     load_bundled_table,
 )
+from flatnas_bench.tables.readers import read_csv
 from flatnas_bench.tables.store import STORE_COLUMNS
 
 ALL_CONV = Arch.from_ops((3, 3, 3, 3, 3, 3))
@@ -32,7 +33,7 @@ NB201_BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|n
 
 @pytest.fixture(scope="module")
 def frame() -> pd.DataFrame:
-    return pd.read_csv(bundled_table_path())
+    return read_csv(bundled_table_path())
 
 
 def test_table_schema_and_row_count(frame: pd.DataFrame) -> None:
@@ -79,7 +80,7 @@ def test_loads_through_the_table_api() -> None:
     assert len(table) == 503
     assert metric_name("cifar10", "flatness_r", PROTOCOL) in table.metrics
     assert len(table.per_seed()) == 2 * 503
-    raw = pd.read_csv(bundled_table_path())
+    raw = read_csv(bundled_table_path())
     arch = raw["arch"].iloc[0]  # every arch has two seeds: the table holds their mean
     rows = raw[raw["arch"] == arch]
     assert table.get(arch, "val_acc") == pytest.approx(rows["val_acc"].mean(), rel=1e-12)

@@ -15,6 +15,7 @@ from scipy import stats
 
 from flatnas_bench.core.results import FAMILY_CORRUPTIONS, per_seed
 from flatnas_bench.nb201.space import canonical_archs
+from flatnas_bench.tables.readers import read_csv
 from flatnas_bench.tables.reliability import disattenuate, spearman_brown
 
 
@@ -172,7 +173,7 @@ def test_the_robustness_page_shows_section_5_on_the_bundle(bv):
     ``--markdown`` writes them."""
     from flatnas_bench.tables.bundled import bundled_table_path
 
-    result = bv.claim_corrected(per_seed(pd.read_csv(bundled_table_path())), boot=0)
+    result = bv.claim_corrected(per_seed(read_csv(bundled_table_path())), boot=0)
     page = (ROOT / "docs" / "robustness.md").read_text()
     for row in bv.claim_markdown(result).splitlines():  # the page's rows with their intervals cut
         if row.startswith("| corr_"):

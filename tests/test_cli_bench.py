@@ -31,6 +31,7 @@ from flatnas_bench.corruptions.generate import write_corruption_set
 from flatnas_bench.engine.candidate import cpu_label
 from flatnas_bench.engine.data import load_images
 from flatnas_bench.nb201.space import sample_archs
+from flatnas_bench.tables.readers import read_csv
 from flatnas_bench.tables.store import ResultStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,7 +190,7 @@ def test_table_show_and_export(env, clean_table, tmp_path):
     frame = pd.read_parquet(tmp_path / "out.parquet")
     assert len(frame) == N_ARCHS and list(frame.columns[: len(RESULT_COLUMNS)]) == list(RESULT_COLUMNS)
     pd.testing.assert_frame_equal(
-        pd.read_csv(tmp_path / "out.csv")[["arch", "val_acc"]], frame[["arch", "val_acc"]]
+        read_csv(tmp_path / "out.csv")[["arch", "val_acc"]], frame[["arch", "val_acc"]]
     )
 
 
@@ -423,7 +424,7 @@ def test_table_export_of_one_protocol(two_protocol_table, tmp_path, name):
     second = list(known)[1]
     exported = invoke("table", "export", str(table), str(tmp_path / name), "--protocol", second)
     assert exported.exit_code == 0 and "wrote 2 rows" in exported.output, exported.output
-    frame = pd.read_csv(tmp_path / name) if name.endswith(".csv") else pd.read_parquet(tmp_path / name)
+    frame = read_csv(tmp_path / name) if name.endswith(".csv") else pd.read_parquet(tmp_path / name)
     assert dict(zip(frame["arch"], frame["val_acc"], strict=True)) == known[second]
     assert set(frame["protocol_hash"]) == {second}
 

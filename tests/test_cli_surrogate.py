@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from flatnas_bench.nb201.costs import arch_costs, cost_arrays
 from flatnas_bench.nb201.space import iso_class, sample_archs
+from flatnas_bench.tables.readers import read_csv
 from surrogates import load_surrogate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,7 +121,7 @@ def test_default_surrogate_missing_says_pass_surrogate(tmp_path: Path, monkeypat
 
 def test_real_nb201_subset(nb201_csv: Path, tmp_path: Path) -> None:
     subset = tmp_path / "nb201_subset.csv"
-    pd.read_csv(nb201_csv).sample(300, random_state=0).to_csv(subset, index=False)
+    read_csv(nb201_csv).sample(300, random_state=0).to_csv(subset, index=False)
     out = tmp_path / "nb201"
     result = runner.invoke(
         app,
@@ -247,7 +248,7 @@ def test_fit_options_reach_the_models(small_csv: Path, tmp_path: Path) -> None:
 def test_fit_with_zero_cost_features(small_csv: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("FLATNAS_CACHE", str(tmp_path / "cache"))
     few = tmp_path / "few.csv"
-    pd.read_csv(small_csv).head(4).to_csv(few, index=False)
+    read_csv(small_csv).head(4).to_csv(few, index=False)
     out = tmp_path / "zc"
     result = runner.invoke(
         app, fit_args(few, out, "--zero-cost", "--models", "1", "--param", "n_estimators=5")

@@ -40,6 +40,7 @@ from flatnas_bench.nb201.space import canonical_archs
 from flatnas_bench.search.context import ObjectiveContext
 from flatnas_bench.search.fom import alpha_norm, fom
 from flatnas_bench.search.objectives import make_objective
+from flatnas_bench.tables.readers import read_csv
 
 ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_3x3~1|skip_connect~2|"
 
@@ -271,7 +272,7 @@ def test_every_bundled_row_keeps_the_identities() -> None:
     corr_per averages to corr_acc_mean over the 15 benchmark corruptions."""
     path = resources.files("flatnas_bench") / "bundled" / "proxy_cifar10.csv"
     with resources.as_file(path) as csv:
-        rows = pd.read_csv(csv)
+        rows = read_csv(csv)
     (measured,) = set(rows["protocol_hash"])  # one protocol: the preset (current or earlier) with that hash
     proxy = next(get_protocol(n) for n in list_protocols() if get_protocol(n).hash == measured)
     assert len(rows) > 100

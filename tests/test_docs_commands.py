@@ -44,6 +44,7 @@ from typer.testing import CliRunner
 
 import surrogates
 from cli.main import app  # every command registered
+from flatnas_bench.tables.readers import read_csv
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SMALL = [f"--set={k}={v}" for k, v in {**TINY, "epochs": 1, "corruption_subset": 4}.items()]
@@ -304,8 +305,8 @@ def test_the_typical_session_is_the_whole_pipeline() -> None:
 
 
 def check_session_results(cwd: Path) -> None:
-    front = pd.read_csv(cwd / "search" / "pareto.csv")
-    report = pd.read_csv(cwd / "retrain" / "retrain.csv")
+    front = read_csv(cwd / "search" / "pareto.csv")
+    report = read_csv(cwd / "retrain" / "retrain.csv")
     assert set(front["arch"]) <= set(report["arch"])  # every pick retrained
     assert (report["role"].str.contains("baseline")).sum() == 1  # the best val_acc on sur/, by its short name
     assert report[["test_acc", "flatness_r", "corr_acc_mean"]].notna().all().all()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib
 
 import numpy as np
-import pandas as pd
 import pytest
 from conftest import ROOT, shared_data_dir
 from helpers import make_imagefolder
@@ -17,6 +16,7 @@ from flatnas_bench.nb201.costs import cost_arrays
 from flatnas_bench.nb201.encodings import live_route_counts
 from flatnas_bench.nb201.space import canonical_archs
 from flatnas_bench.tables.bundled import bundled_surrogate_dir
+from flatnas_bench.tables.readers import read_csv
 from flatnas_bench.tables.store import ResultStore
 from surrogates import load_surrogate
 
@@ -36,7 +36,7 @@ def test_tiny_experiment_searches_retrains_and_compares(experiment, tmp_path, mo
     assert experiment.main(args) == 0
     assert "CPU core-hours" in capsys.readouterr().out
 
-    picks = pd.read_csv(out / "picks.csv")
+    picks = read_csv(out / "picks.csv")
     surfaces = ["surrogate", "hybrid"] if nb201.is_file() else ["surrogate"]
     assert picks["surface"].unique().tolist() == surfaces and len(picks) == 2 * len(surfaces)
     space = list(canonical_archs())
@@ -55,7 +55,7 @@ def test_tiny_experiment_searches_retrains_and_compares(experiment, tmp_path, mo
         (a, s) for a in picks["arch"] for s in (0, 1)
     }
     long = per_seed(rows)
-    report = pd.read_csv(out / "flatnas_experiment.csv")
+    report = read_csv(out / "flatnas_experiment.csv")
     assert (
         set(report["metric"]) == set(experiment.METRICS) and report["surface"].unique().tolist() == surfaces
     )
@@ -95,7 +95,7 @@ def test_plan_stops_after_the_search(experiment, tmp_path, capsys):
     assert experiment.main(args) == 0
     text = capsys.readouterr().out
     assert "hybrid surface skipped" in text and "6 cells x 5 seeds = 30 candidates" in text
-    picks = pd.read_csv(out / "picks.csv")
+    picks = read_csv(out / "picks.csv")
     assert len(picks) == 6 and (picks["params_m"] <= 0.5).all() and not (out / "experiment.sqlite").exists()
     for alpha, group in picks.groupby("alpha"):
         assert group["fom"].is_monotonic_increasing and group["rank"].tolist() == [1, 2, 3], alpha

@@ -15,7 +15,7 @@ from flatnas_bench.search.evaluators import TableOracle
 from flatnas_bench.search.flatnas import FlatNAS, spread_picks
 from flatnas_bench.search.loop import LoopConfig, needed_targets, run_loop
 from flatnas_bench.search.objectives import Objective
-from flatnas_bench.tables.readers import load_table
+from flatnas_bench.tables.readers import load_table, read_csv
 
 SEARCH = SearchConfig(pop_size=20, n_gen=8)
 # the FlatNAS strategy with a least-squares surrogate and a small NSGA-II on it: fast, and what these
@@ -64,7 +64,7 @@ def test_loop_spends_the_budget_on_distinct_archs(oracle_table, tmp_path):
     archs = result.archive["arch"]
     assert len(archs) == 32 and archs.is_unique
     assert all(Arch.from_str(a).is_canonical for a in archs)
-    log = pd.read_csv(tmp_path / "log.csv")
+    log = read_csv(tmp_path / "log.csv")
     assert list(log["iteration"]) == [0, 1, 2, 3, 4]
     assert list(log["n_evaluated"]) == [12, 17, 22, 27, 32]
     assert (np.diff(log["hypervolume"]) >= -1e-12).all()  # the archive only grows
@@ -81,7 +81,7 @@ def test_loop_resumes_where_it_stopped(oracle_table, tmp_path):
     run_loop(
         TableOracle(oracle_table, archive=path), ["acc:max"], config=first, strategy=LINEAR, log_path=log
     )
-    assert len(pd.read_csv(path)) == 20
+    assert len(read_csv(path)) == 20
     resumed = run_loop(
         TableOracle(oracle_table, archive=path), ["acc:max"], config=config, strategy=LINEAR, log_path=log
     )
@@ -153,11 +153,11 @@ def test_cli_loop_with_an_oracle_csv(oracle_table, tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "iter 2: 16 evaluated" in result.output
-    assert list(pd.read_csv(tmp_path / "run" / "log.csv")["n_evaluated"]) == [10, 13, 16]
-    archive = pd.read_csv(tmp_path / "run" / "archive.csv")
+    assert list(read_csv(tmp_path / "run" / "log.csv")["n_evaluated"]) == [10, 13, 16]
+    archive = read_csv(tmp_path / "run" / "archive.csv")
     assert len(archive) == 16 and archive["arch"].is_unique
     assert (
-        pd.read_csv(tmp_path / "run" / "front.csv")["arch"].map(Arch.from_str).map(lambda a: a.is_canonical)
+        read_csv(tmp_path / "run" / "front.csv")["arch"].map(Arch.from_str).map(lambda a: a.is_canonical)
     ).all()
     bad = CliRunner().invoke(app, ["loop", "-o", "acc"])
     assert bad.exit_code == 2 and "choose one evaluator" in bad.output
@@ -177,7 +177,7 @@ def test_cli_loop_allow_dead(oracle_table, tmp_path):
     for name, extra in (("default", []), ("allowed", ["--allow-dead"])):
         result = CliRunner().invoke(app, [*args, "-k", "10", "--out", str(tmp_path / name), *extra])
         assert result.exit_code == 0, result.output
-        archive = pd.read_csv(tmp_path / name / "archive.csv")
+        archive = read_csv(tmp_path / name / "archive.csv")
         dead[name] = int((live_route_counts(archive["arch"]) == 0).sum())
     assert dead["default"] == 0 and dead["allowed"] >= 1
 
@@ -211,12 +211,12 @@ def test_cli_loop_with_the_engine(tmp_path, monkeypatch):
     ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert list(pd.read_csv(tmp_path / "run" / "log.csv")["n_evaluated"]) == [3, 4]
+    assert list(read_csv(tmp_path / "run" / "log.csv")["n_evaluated"]) == [3, 4]
     with ResultStore(results, readonly=True) as store:
         rows = store.to_frame()
     assert len(rows) == 4 and set(rows["protocol_hash"]) == {tiny_protocol(epochs=1).hash}
     assert rows["error"].isna().all() and rows["flatness_r"].notna().all()
-    front = pd.read_csv(tmp_path / "run" / "front.csv")
+    front = read_csv(tmp_path / "run" / "front.csv")
     assert set(front["arch"]) <= set(rows["arch"])
 
 

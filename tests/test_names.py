@@ -20,7 +20,7 @@ from cli.main import app  # every command registered
 from flatnas_bench.core.metric_names import resolve_metric
 from flatnas_bench.core.protocol import get_protocol
 from flatnas_bench.tables.bundled import bundled_table_path
-from flatnas_bench.tables.readers import load_table
+from flatnas_bench.tables.readers import load_table, read_csv
 from flatnas_bench.tables.store import ResultStore
 from surrogates import fit_surrogate
 
@@ -66,7 +66,7 @@ NAMES: dict[str, list[tuple[str, str]]] = {
 def _our_sqlite(path: Path) -> Path:
     """A partial table of our own: 40 of the bundled archs under ``proxy`` (a second seed for 10, one
     failed row) and 8 under ``nb201-12``; real measured values from the bundled CSV."""
-    rows = pd.read_csv(bundled_table_path()).head(40)
+    rows = read_csv(bundled_table_path()).head(40)
     proxy, short = get_protocol("proxy"), get_protocol("nb201-12")
     with ResultStore(path) as store:
         store.add_protocol(proxy)
@@ -160,7 +160,7 @@ def test_name_taking_path(path, kind, name, outcome, tables, surrogates, tmp_pat
         assert "no-data" in _one_line(result)
     elif path == "loop -o" and kind == "nats":  # 3 archs: the initial sample is the whole oracle
         assert result.exit_code == 0, result.output
-        assert len(pd.read_csv(tmp_path / "archive.csv")) == 3
+        assert len(read_csv(tmp_path / "archive.csv")) == 3
     else:
         assert result.exit_code == 0, result.output
 

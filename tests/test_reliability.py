@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from flatnas_bench.tables.readers import read_csv
 from flatnas_bench.tables.reliability import (
     attainable_kendall,
     icc1,
@@ -163,7 +164,7 @@ def test_table_reliability_command_prints_and_writes_json(tmp_path) -> None:
     other = runner.invoke(app, ["table", "reliability", str(path), "--protocol", "nb201"])
     assert other.exit_code == 2 and "no rows of protocol 'nb201'" in other.output
     single = tmp_path / "single.csv"
-    pd.read_csv(path).query("seed == 0").to_csv(single, index=False)
+    read_csv(path).query("seed == 0").to_csv(single, index=False)
     refused = runner.invoke(app, ["table", "reliability", str(single)])
     assert refused.exit_code == 2 and "two seeds" in refused.output
 

@@ -11,6 +11,7 @@ import pytest
 from flatnas_bench.core.errors import ConfigError
 from flatnas_bench.nb201.space import Arch
 from flatnas_bench.search.retrain import load_picks, summarise, write_report
+from flatnas_bench.tables.readers import read_csv
 from flatnas_bench.tables.table import BenchTable
 
 PICK = Arch.from_str(
@@ -67,7 +68,7 @@ def test_report_files(tmp_path):
     rows = [line for line in md.splitlines() if line.startswith("| `")]
     assert len(rows) == 3 and all(r.replace("\\|", "").count("|") == header.count("|") for r in rows)
     assert "corr_acc_mean +3.000 ± 0.000 % (2 seeds)" in md  # PICK minus baseline, seed by seed (70.5 - 67.5)
-    assert len(pd.read_csv(paths["csv"])) == 3
+    assert len(read_csv(paths["csv"])) == 3
     assert paths["png"].stat().st_size > 10_000
 
 
@@ -135,7 +136,7 @@ def test_retrain_command_with_pareto_file_baseline_and_corruptions(tmp_path, mon
     result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "report")])
     assert result.exit_code == 0, result.output
     assert "accuracy-only baseline" not in result.output  # --baseline given: no surrogate consulted
-    report = pd.read_csv(tmp_path / "report" / "retrain.csv")
+    report = read_csv(tmp_path / "report" / "retrain.csv")
     assert list(zip(report["arch"], report["role"], strict=True)) == [
         (str(OTHER.canonical()), "pick"),
         (str(PICK.canonical()), "baseline"),
@@ -150,7 +151,7 @@ def test_retrain_command_with_pareto_file_baseline_and_corruptions(tmp_path, mon
     )
     markdown = (tmp_path / "report" / "retrain.md").read_text()
     assert str(PICK.canonical()).replace("|", "\\|") in markdown
-    per = pd.read_csv(tmp_path / "report" / "retrain_corruptions.csv").set_index("arch")
+    per = read_csv(tmp_path / "report" / "retrain_corruptions.csv").set_index("arch")
     assert list(per.columns) == ["fog"] and list(per.index) == list(report["arch"])
     stored = {a: json.loads(c)["fog"] for a, c in zip(rows["arch"], rows["corr_per"], strict=True)}
     assert per["fog"].to_dict() == pytest.approx(stored)  # one seed: the stored per-corruption accuracy

@@ -35,6 +35,7 @@ from flatnas_bench.search.objectives import (
 )
 from flatnas_bench.search.operators import IsomorphElimination, RandomResetMutation, UniformCrossover, iso_ids
 from flatnas_bench.search.result import hypervolume_ratio
+from flatnas_bench.tables.readers import read_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -227,7 +228,7 @@ def test_live_routes_constraint_drops_exactly_the_dead_cells():
 def small_surrogate(tmp_path_factory, nb201_csv):
     from surrogates import fit_surrogate
 
-    rows = pd.read_csv(nb201_csv).sample(120, random_state=0)
+    rows = read_csv(nb201_csv).sample(120, random_state=0)
     fitted = fit_surrogate(
         rows, ["cifar10_valid_acc_200ep"], n_models=2, seed=0, folds=2, params={"n_estimators": 40}
     )
@@ -241,7 +242,7 @@ def test_cli_search_writes_the_front(small_surrogate, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "hypervolume" in result.output and "Pareto front" in result.output
-    front = pd.read_csv(out / "pareto.csv")
+    front = read_csv(out / "pareto.csv")
     assert {"arch", "cifar10_valid_acc_200ep", "cifar10_valid_acc_200ep_std", "params", "flops_m"} <= set(
         front
     )
@@ -316,7 +317,7 @@ def test_search_leaves_dead_cells_out_unless_allowed(tmp_path) -> None:
     for extra, out in (([], tmp_path / "default"), (["--allow-dead"], tmp_path / "dead")):
         shown = runner.invoke(app, [*args, "--no-compare", "--out", str(out), *extra])
         assert shown.exit_code == 0, shown.output
-    dead_on_front = lambda out: int((live_route_counts(pd.read_csv(out / "pareto.csv")["arch"]) == 0).sum())  # noqa: E731
+    dead_on_front = lambda out: int((live_route_counts(read_csv(out / "pareto.csv")["arch"]) == 0).sum())  # noqa: E731
     assert dead_on_front(tmp_path / "default") == 0
     assert dead_on_front(tmp_path / "dead") >= 1
 
@@ -344,8 +345,8 @@ def test_cli_search_on_a_table_honours_alpha_constraint_and_strategy(synthetic_t
     assert result.exit_code == 0, result.output
     assert "exhaustive: 6466 archs scored" in result.output
 
-    scored = pd.read_csv(out / "scored.csv")
-    table = pd.read_csv(synthetic_table).set_index("arch").loc[scored["arch"]]
+    scored = read_csv(out / "scored.csv")
+    table = read_csv(synthetic_table).set_index("arch").loc[scored["arch"]]
     err, r = 100 - table["val_acc"].to_numpy(), table["flatness_r"].to_numpy()
     norm = err.mean() / r.mean()
     assert np.allclose(scored["fom"], 0.2 * err + norm * 0.8 * r)
@@ -354,7 +355,7 @@ def test_cli_search_on_a_table_honours_alpha_constraint_and_strategy(synthetic_t
     live = live_route_counts(scored["arch"]) >= 1
     assert list(scored["feasible"]) == list((scored["params"] <= 0.5) & live)
 
-    front = pd.read_csv(out / "pareto.csv")
+    front = read_csv(out / "pareto.csv")
     assert (front["params"] <= 0.5).all() and front["feasible"].all()
     feasible = scored[scored["feasible"]].reset_index(drop=True)
     best = feasible.iloc[pareto_front(feasible[["fom", "params"]].to_numpy())]
@@ -365,7 +366,7 @@ def test_cli_search_on_a_table_honours_alpha_constraint_and_strategy(synthetic_t
     assert [o["name"] for o in meta["objectives"]] == ["fom", "params"]
     assert [p["arch"] for p in meta["pareto"]] == list(front["arch"])
     assert CliRunner().invoke(app, [*base, "--out", str(tmp_path / "d")]).exit_code == 0
-    half = pd.read_csv(tmp_path / "d" / "scored.csv")
+    half = read_csv(tmp_path / "d" / "scored.csv")
     assert np.allclose(half["fom"], 0.5 * err + norm * 0.5 * r)  # alpha 0.5 by default
     assert half["feasible"].sum() > scored["feasible"].sum()  # without -c more archs are feasible
 
@@ -407,7 +408,7 @@ def test_cli_hybrid_fom_reads_nb201_accuracy_and_the_bundled_r(nb201_csv, tmp_pa
     fom = pd.Series(0.5 * err + norm * 0.5 * r, index=[str(a) for a in space])
     params = pd.Series(cost_arrays()[0][[a.ordinal for a in space]], index=fom.index)
 
-    front = pd.read_csv(out / "pareto.csv")
+    front = read_csv(out / "pareto.csv")
     np.testing.assert_allclose(front["fom"], fom.loc[front["arch"]].to_numpy(), rtol=1e-9)
     live = live_route_counts(space) > 0
     for arch, f, p in front[["arch", "fom", "params"]].itertuples(index=False):

@@ -8,12 +8,11 @@ import importlib.util
 import sys
 
 import numpy as np
-import pandas as pd
 import pytest
 from conftest import ROOT
 
 from flatnas_bench.nb201.space import canonical_archs
-from flatnas_bench.tables.readers import load_table
+from flatnas_bench.tables.readers import load_table, read_csv
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +59,7 @@ def test_a_tiny_comparison_writes_its_csv_table_and_plots(bench, nb201_csv, tmp_
     monkeypatch.setattr(sys, "argv", args)
     bench.main()
     with gzip.open(tmp_path / "search_comparison_curves.csv.gz") as f:
-        curves = pd.read_csv(f)
+        curves = read_csv(f)
     assert len(curves) == 2 * 2 * 2 * 30 and set(curves["strategy"]) == {"random", "local"}
     assert curves.loc[curves["task"] == "cifar10-single", "gpu_s"].notna().all()
     assert curves.loc[curves["task"] == "cifar100-pair", "gpu_s"].isna().all()

@@ -14,7 +14,7 @@ from flatnas_bench.core.errors import TableError
 from flatnas_bench.core.protocol import get_protocol
 from flatnas_bench.core.results import RESULT_COLUMNS
 from flatnas_bench.nb201.space import Arch, sample_archs
-from flatnas_bench.tables.readers import load_table
+from flatnas_bench.tables.readers import load_table, read_csv
 from flatnas_bench.tables.store import ResultStore
 
 PROTOCOL = get_protocol("proxy", epochs=1)
@@ -124,7 +124,7 @@ def test_export_round_trips(store, tmp_path, suffix):
     store.add(row(seed=1, error="diverged: loss inf at epoch 1 step 1", val_acc=None))
     out = tmp_path / f"out{suffix}"
     assert store.export(out) == 2
-    back = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
+    back = read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
     assert list(back.columns[: len(RESULT_COLUMNS)]) == list(RESULT_COLUMNS)
     assert back["seed"].tolist() == [0, 1] and back["val_acc"].iloc[0] == 50.0
     with pytest.raises(TableError, match=r"\.csv or \.parquet"):

@@ -17,6 +17,7 @@ from flatnas_bench.search.flatnas import FlatNAS
 from flatnas_bench.search.local_search import LocalSearch, canonical_neighbours
 from flatnas_bench.search.loop import LoopConfig, run_loop
 from flatnas_bench.search.strategy import LoopState, best_first, list_strategies, make_strategy
+from flatnas_bench.tables.readers import read_csv
 from flatnas_bench.tables.table import as_table
 
 OPT = Arch((3, 3, 3, 3, 3, 3))  # all 3x3 convolutions: the optimum of the tables below
@@ -173,7 +174,7 @@ def test_cli_loop_strategy_on_an_oracle_csv(table, tmp_path):
     args = ["loop", "--oracle", str(csv), "-o", "acc:max", "--budget", "30", "--strategy", "local"]
     result = CliRunner().invoke(app, [*args, "--n-init", "5", "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
-    archive = pd.read_csv(tmp_path / "run" / "archive.csv")
+    archive = read_csv(tmp_path / "run" / "archive.csv")
     assert len(archive) == 30 and archive["arch"].is_unique
     start = max(map(Arch.from_str, archive["arch"][:5]), key=lambda a: table.set_index("arch")["acc"][str(a)])
     first = set(map(Arch.from_str, archive["arch"][5 : 5 + len(canonical_neighbours(start))]))

@@ -30,6 +30,7 @@ from flatnas_bench.core.errors import TableError
 from flatnas_bench.core.protocol import get_protocol
 from flatnas_bench.core.results import failed
 from flatnas_bench.nb201.space import Arch
+from flatnas_bench.tables.readers import read_csv
 from flatnas_bench.tables.store import ResultStore
 from flatnas_bench.tables.table import BenchTable, as_table
 
@@ -71,7 +72,7 @@ class TableOracle(Evaluator):
         )
         self.path = None if archive is None else Path(archive)
         if self.path is not None and self.path.exists():
-            self._archive = pd.read_csv(self.path)
+            self._archive = read_csv(self.path)
         else:
             self._archive = pd.DataFrame(columns=["arch", *self.metrics])
 

@@ -55,6 +55,7 @@ from flatnas_bench.search.objectives import (
     registered,
 )
 from flatnas_bench.search.strategy import LoopState, Strategy, make_strategy
+from flatnas_bench.tables.readers import read_csv
 from flatnas_bench.tables.table import BenchTable
 
 
@@ -160,7 +161,7 @@ class _Log:
 
     def start(self, archive: BenchTable, n_init: int, bounds: Bounds | None) -> None:
         if self.path is not None and self.path.exists():
-            self.rows = pd.read_csv(self.path).to_dict("records")
+            self.rows = read_csv(self.path).to_dict("records")
         initial = archive.head(n_init)
         self.norm = _archive_alpha_norm(initial, self.specs)
         if bounds is None:

@@ -36,6 +36,7 @@ from flatnas_bench.nb201.space import Arch, ArchLike, as_arch
 from flatnas_bench.search.context import ObjectiveContext
 from flatnas_bench.search.engine import exhaustive
 from flatnas_bench.search.objectives import cost_values, make_constraint, make_objective
+from flatnas_bench.tables.readers import read_csv
 from flatnas_bench.tables.store import ResultStore
 from flatnas_bench.tables.table import BenchTable
 
@@ -57,7 +58,7 @@ def load_picks(path: str | Path) -> list[Arch]:
             records = json.loads(path.read_text()).get("pareto", [])
             strings = [r["arch"] for r in records]
         else:
-            strings = pd.read_csv(path)["arch"].tolist()
+            strings = read_csv(path)["arch"].tolist()
     except (KeyError, ValueError, TypeError, AttributeError) as exc:
         raise ConfigError(f"cannot read archs from {path}: {type(exc).__name__}: {exc}") from None
     if not strings:

@@ -5,6 +5,9 @@ not its name: SQLite, Parquet, a torch file (the official NAS-Bench-201 ``.pth``
 NATS-Bench single-file benchmark), else text read as CSV; a directory is a NATS-Bench topology fast-mode
 archive. Each failure becomes one :class:`~flatnas_bench.core.errors.TableError` line.
 
+Every CSV the project reads goes through :func:`read_csv`, which parses each float to the value written,
+bit for bit, on every supported pandas.
+
 NB201 / NATS-Bench records become these metrics (accuracy in %, NaN-free mean over the arch's seeds at the
 last epoch; ``{fid}`` is ``200ep`` or ``12ep``, with ``_1seed`` appended when every arch has one run only):
 
@@ -45,6 +48,7 @@ from flatnas_bench.tables.store import SQLITE_MAGIC, ResultStore
 from flatnas_bench.tables.table import BenchTable, parse_arch_column
 
 PARQUET_MAGIC = b"PAR1"
+_EXACT_FLOATS = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
 BZ2_MAGIC = b"BZh"
 NATS_META = "meta.pickle.pbz2"
 _NATS_RECORD = re.compile(r"^(\d+)\.pickle\.pbz2$")
@@ -118,8 +122,16 @@ def load_table(path: str | Path, *, arch_column: str = "arch", dataset: str | No
             f"unknown table format: {path} (expected CSV, Parquet, SQLite, an NB201 .pth file "
             "or a NATS-Bench directory)"
         )
-    csv = functools.partial(pd.read_csv, dtype={c: "string" for c in TEXT_COLUMNS})
+    csv = functools.partial(read_csv, dtype={c: "string" for c in TEXT_COLUMNS})
     return _frame_table(_read_frame(path, csv), str(path), arch_column, dataset)
+
+
+def read_csv(source: Any, **kwargs: Any) -> pd.DataFrame:
+    """:func:`pandas.read_csv` with every float parsed to the nearest double, i.e. to the value that was
+    written (pandas writes the shortest repr that round-trips). pandas 3 parses so by default; pandas 2's
+    default parser can be one ulp off (``47.699999999999996`` reads as ``47.7``), which merges or splits
+    ties, so ranks, Spearman correlations and a resumed run's decisions would differ between the two."""
+    return pd.read_csv(source, **_EXACT_FLOATS, **kwargs)
 
 
 def _read_frame(path: Path, reader: Any) -> pd.DataFrame:
