@@ -95,19 +95,24 @@ def cpu_estimate(archs: Sequence[str], seeds: int) -> tuple[float, int]:
     return float(per_arch.sum() * seeds), len(archs) * seeds
 
 
-def measured_rows(table_path: Path, protocol_name: str, archs: Sequence[str], seeds: Sequence[int]):
+def measured_rows(table_path: Path, protocol_name: str, picks: pd.DataFrame, seeds: Sequence[int]):
     """The per-seed rows (:func:`~flatnas_bench.core.results.per_seed`: short column names, relative
-    robustness per family derived) of ``archs`` x ``seeds`` under the protocol in the experiment's table."""
+    robustness per family derived) of the picks x ``seeds`` under the protocol in the experiment's table,
+    with ``params_m`` the picks' NB201 size (the budget's unit, not the proxy network's)."""
     with ResultStore(table_path, readonly=True) as store:
         rows = store.to_frame()
     rows = rows[
-        (rows["protocol"] == protocol_name) & rows["seed"].isin(list(seeds)) & rows["arch"].isin(archs)
+        (rows["protocol"] == protocol_name)
+        & rows["seed"].isin(list(seeds))
+        & rows["arch"].isin(picks["arch"])
     ]
     if rows["protocol_hash"].nunique() > 1:
         raise ConfigError(
             f"{table_path} holds {protocol_name!r} under several configurations; use a fresh --out"
         )
-    return per_seed(rows, str(table_path))
+    size = dict(zip(picks["arch"], picks["params_m"], strict=True))
+    long = per_seed(rows, str(table_path))
+    return long.assign(params_m=long["arch"].map(size))
 
 
 def _seed_matrix(long: pd.DataFrame, archs: Sequence[str], metric: str) -> tuple[np.ndarray, np.ndarray]:
@@ -240,9 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     retrain(archs, protocol=protocol, data_path=args.data, table_path=table_path, baseline=baseline,
             out=args.out / "retrain", seeds=seeds, executor=args.executor,
             options=ExecutorOptions(workers=args.workers, threads=args.threads), progress=False)  # fmt: skip
-    long = measured_rows(table_path, protocol.name, archs, seeds)
-    size = dict(zip(picks["arch"], picks["params_m"], strict=True))  # the budget's unit, not the proxy's
-    long = long.assign(params_m=long["arch"].map(size))
+    long = measured_rows(table_path, protocol.name, picks, seeds)
     report = compare_groups(long, picks, boot=args.boot)
     report.to_csv(args.out / "flatnas_experiment.csv", index=False)
     title = f"FlatNAS experiment: alpha 0.5 vs 1 at <= {args.budget:g} M parameters, protocol {protocol.name}"

@@ -99,3 +99,45 @@ def test_plan_stops_after_the_search(experiment, tmp_path, capsys):
     assert len(picks) == 6 and (picks["params_m"] <= 0.5).all() and not (out / "experiment.sqlite").exists()
     for alpha, group in picks.groupby("alpha"):
         assert group["fom"].is_monotonic_increasing and group["rank"].tolist() == [1, 2, 3], alpha
+
+
+def test_the_committed_run_is_its_tables_report_and_the_robustness_page_shows_it(experiment):
+    """benchmarks/results/flatnas_experiment/: the report is compare_groups over the stored rows of the
+    picks (2,000 resamples, seed 0, the script's defaults), every pick has its 5 seeds, and
+    docs/robustness.md's table shows each difference with its interval."""
+    results = ROOT / "benchmarks" / "results" / "flatnas_experiment"
+    picks = read_csv(results / "picks.csv")
+    with ResultStore(results / "experiment.sqlite", readonly=True) as store:
+        rows = store.to_frame()
+    assert rows["error"].isna().all()
+    assert set(zip(rows["arch"], rows["seed"], strict=True)) == {
+        (a, s) for a in picks["arch"] for s in range(5)
+    }
+    long = experiment.measured_rows(results / "experiment.sqlite", "proxy", picks, range(5))
+    report = experiment.compare_groups(long, picks)  # NB201's size for params_m, as main() does
+    committed = read_csv(results / "flatnas_experiment.csv")
+    assert report.columns.tolist() == committed.columns.tolist()
+    for column in report.columns:
+        values = report[column].to_numpy()
+        if values.dtype == object:
+            assert values.tolist() == committed[column].tolist()
+        else:
+            np.testing.assert_allclose(values, committed[column].to_numpy(float), rtol=1e-12)
+    assert set(report["picks"]) == {5}
+
+    page = (ROOT / "docs" / "robustness.md").read_text()
+    table = page[page.index("| metric | hybrid surface") :].split("\n\n")[0]
+    labels = {
+        "test_acc": "clean test accuracy (%)",
+        "flatness_r": "flatness R (points)",
+        "mce": "mCE (%)",
+        "corr_acc_rel": "relative robustness, overall",
+        "corr_rel_blur": "relative robustness, blur (the bundle's measure)",
+    }
+    for metric, label in labels.items():
+        line = next(row for row in table.splitlines() if row.startswith(f"| {label} |"))
+        places = 2 if metric in ("test_acc", "flatness_r", "mce") else 3
+        for surface in ("hybrid", "surrogate"):
+            r = report.set_index(["surface", "metric"]).loc[(surface, metric)]
+            cell = f"{r['diff']:+.{places}f} [{r['diff_low']:+.{places}f}, {r['diff_high']:+.{places}f}]"
+            assert cell in line, (surface, metric, cell)
