@@ -381,8 +381,10 @@ def _cell(value: float, low: float, high: float, defined: float = 1.0) -> str:
     one side of the interval is unbounded."""
     if not math.isfinite(value):
         return "n/a"
-    if not defined >= 0.975:  # NaN (no bootstrap) passes as defined
+    if defined < 0.975:  # NaN (no bootstrap) falls through
         return f"{value:+.3f} [unbounded]"
+    if math.isnan(low) or math.isnan(high):  # no bootstrap: the point value alone
+        return f"{value:+.3f}"
     return f"{value:+.3f} [{low:+.3f}, {high:+.3f}]"
 
 
@@ -410,6 +412,9 @@ def print_claim_corrected(result: dict) -> None:
         if math.isfinite(clean) and abs(clean) >= 1:
             print(f"   {target}: disattenuated correlation with clean accuracy {clean:+.2f}, beyond +-1, "
                   "so the corrected partial is undefined")  # fmt: skip
+        elif abs(cells["partial_dis"][0]) > 1:
+            print(f"   {target}: corrected partial {cells['partial_dis'][0]:+.2f}, beyond +-1, so not a "
+                  "correlation: undefined in effect")  # fmt: skip
     print(f"   within each seed, over the {result['replicated']} archs with two seeds (first | second seed):")
     for target, cells in result["by_seed"].items():
         parts = [f"{n} {_cell(*cells[n][0])} | {_cell(*cells[n][1])}" for n in ("spearman", "partial")]
@@ -426,8 +431,11 @@ def claim_markdown(result: dict) -> str:
     for target, cells in result["claim"].items():
         raw, dis, partial, partial_dis = (_cell(*cells[s]) for s in STATISTICS[:4])
         dis = "n/a (reliability < 0)" if dis == "n/a" else dis
+        corrected = cells["partial_dis"][0]
         if partial_dis == "n/a" and dis != "n/a (reliability < 0)":
             partial_dis = f"n/a (clean {cells['clean_dis'][0]:+.2f})"
+        elif abs(corrected) > 1:  # finite, but no correlation: as undefined in effect
+            partial_dis = f"n/a ({corrected:+.2f}, beyond +-1)"
         lines.append(f"| {label(target)} | {raw} | {dis} | {partial} | {partial_dis} |")
     lines += [
         "",

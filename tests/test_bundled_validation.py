@@ -168,6 +168,25 @@ def test_section_4_gives_two_seed_mean_reliability_and_section_6_judges_the_targ
     assert re.search(r"CV Kendall tau, corr_rel_blur +nan +goal >= 0\.35 +not measured\n", text)
 
 
+def test_a_corrected_partial_beyond_one_is_shown_as_undefined(bv, capsys):
+    """On the bundle, noise's corrected partial is finite but beyond -1 (its clean correlation is not): the
+    table and the text say n/a with the figure; weather's -0.55 stays a number."""
+    from flatnas_bench.tables.bundled import bundled_table_path
+
+    result = bv.claim_corrected(per_seed(read_csv(bundled_table_path())), boot=0)
+    noise = result["claim"]["corr_rel_noise"]
+    assert abs(noise["clean_dis"][0]) < 1 and noise["partial_dis"][0] < -1
+    claim_table = bv.claim_markdown(result).split("\n\n")[0]  # the first of the two tables
+    rows = {row.split(" | ")[0]: row for row in claim_table.splitlines()}
+    assert rows["| corr_rel_noise"].endswith(f"| n/a ({noise['partial_dis'][0]:+.2f}, beyond +-1) |")
+    weather = result["claim"]["corr_rel_weather"]["partial_dis"][0]
+    assert -1 < weather < 0 and rows["| corr_rel_weather"].endswith(f"| {weather:+.3f} |")
+    bv.print_claim_corrected(result)
+    out = capsys.readouterr().out
+    assert f"corr_rel_noise: corrected partial {noise['partial_dis'][0]:+.2f}, beyond +-1" in out
+    assert "corr_rel_weather: corrected partial" not in out
+
+
 def test_the_robustness_page_shows_section_5_on_the_bundle(bv):
     """docs/robustness.md's claim tables are section 5's point values on the bundled table, as
     ``--markdown`` writes them."""
