@@ -134,10 +134,11 @@ def test_the_committed_run_is_its_tables_report_and_the_robustness_page_shows_it
         "corr_acc_rel": "relative robustness, overall",
         "corr_rel_blur": "relative robustness, blur (the bundle's measure)",
     }
+    by_cell = report.set_index(["surface", "metric"])
     for metric, label in labels.items():
         line = next(row for row in table.splitlines() if row.startswith(f"| {label} |"))
         places = 2 if metric in ("test_acc", "flatness_r", "mce") else 3
         for surface in ("hybrid", "surrogate"):
-            r = report.set_index(["surface", "metric"]).loc[(surface, metric)]
+            r = by_cell.loc[(surface, metric)]
             cell = f"{r['diff']:+.{places}f} [{r['diff_low']:+.{places}f}, {r['diff_high']:+.{places}f}]"
             assert cell in line, (surface, metric, cell)
